@@ -1,0 +1,69 @@
+package dev.herald.api;
+
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A request Herald refuses, carrying the problem to answer. Thrown from anywhere below a controller
+ * and turned into {@code application/problem+json} by {@link ApiExceptionHandler}; cheap to create
+ * (no stack trace), because refusals are normal control flow.
+ */
+public class ApiException extends RuntimeException {
+
+    private final ProblemType type;
+    private final List<Problem.FieldError> errors;
+    private final Map<String, String> headers;
+
+    public ApiException(ProblemType type, String detail, List<Problem.FieldError> errors, Map<String, String> headers) {
+        super(detail, null, false, false);
+        this.type = type;
+        this.errors = List.copyOf(errors);
+        this.headers = Map.copyOf(headers);
+    }
+
+    public ApiException(ProblemType type, String detail) {
+        this(type, detail, List.of(), Map.of());
+    }
+
+    public static ApiException invalid(String field, String message) {
+        return new ApiException(ProblemType.INVALID_REQUEST, field + ": " + message,
+                List.of(new Problem.FieldError(field, message)), Map.of());
+    }
+
+    public static ApiException invalid(List<Problem.FieldError> errors) {
+        Problem.FieldError first = errors.get(0);
+        String detail = errors.size() == 1
+                ? first.field() + ": " + first.message()
+                : first.field() + ": " + first.message() + " (and " + (errors.size() - 1) + " more)";
+        return new ApiException(ProblemType.INVALID_REQUEST, detail, errors, Map.of());
+    }
+
+    public static ApiException notFound(String what) {
+        return new ApiException(ProblemType.NOT_FOUND, what + " not found");
+    }
+
+    public static ApiException forbidden(String detail) {
+        return new ApiException(ProblemType.FORBIDDEN, detail);
+    }
+
+    public static ApiException conflict(String detail) {
+        return new ApiException(ProblemType.CONFLICT, detail);
+    }
+
+    public ProblemType type() {
+        return type;
+    }
+
+    public List<Problem.FieldError> errors() {
+        return errors;
+    }
+
+    public Map<String, String> headers() {
+        return headers;
+    }
+
+    public Problem toProblem() {
+        return new Problem(type.uri(), type.title(), type.status().getCode(), getMessage(),
+                errors.isEmpty() ? null : errors);
+    }
+}

@@ -1,0 +1,138 @@
+package dev.herald.apps;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.herald.api.JsonBodies;
+import io.micronaut.data.jdbc.runtime.JdbcOperations;
+import io.micronaut.transaction.annotation.Transactional;
+import jakarta.inject.Singleton;
+
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Types;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * Apps in PostgreSQL. The document is kept as sent, secrets included, and never leaves this package
+ * except as an {@link AppView} (which has no secret fields) or to the gateway clients.
+ */
+@Singleton
+public class AppStore {
+
+    private static final String[] BLOCKS = {"apns", "fcm", "email", "webhook"};
+
+    private final JdbcOperations jdbc;
+    private final ObjectMapper mapper;
+
+    AppStore(JdbcOperations jdbc, JsonBodies bodies) {
+        this.jdbc = jdbc;
+        this.mapper = bodies.mapper();
+    }
+
+    /** An app as stored: {@code document} holds {@code id, name, apns?, fcm?, email?, webhook?, syncBadges?}. */
+    public record StoredApp(ObjectNode document, Instant createdAt, Instant updatedAt) {
+        public String id() {
+            return document.path("id").asText();
+        }
+    }
+
+    /** Inserts a new app; answers empty when the id is taken. */
+    @Transactional
+    public Optional<StoredApp> create(ObjectNode document) {
+        return jdbc.prepareStatement("""
+                INSERT INTO apps (id, name, apns, fcm, email, webhook, sync_badges) VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (id) DO NOTHING RETURNING created_at, updated_at""", ps -> {
+            ps.setString(1, document.path("id").asText());
+            bind(ps, 2, document);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next()
+                        ? Optional.of(new StoredApp(document, rs.getTimestamp(1).toInstant(), rs.getTimestamp(2).toInstant()))
+                        : Optional.empty();
+            }
+        });
+    }
+
+    @Transactional
+    public Optional<StoredApp> find(String id) {
+        return jdbc.prepareStatement("SELECT id, name, apns, fcm, email, webhook, sync_badges, created_at, updated_at"
+                + " FROM apps WHERE id = ?", ps -> {
+            ps.setString(1, id);
+            return read(ps).stream().findFirst();
+        });
+    }
+
+    @Transactional
+    public List<StoredApp> list(String after, int limit) {
+        return jdbc.prepareStatement("SELECT id, name, apns, fcm, email, webhook, sync_badges, created_at, updated_at"
+                + " FROM apps WHERE id > ? ORDER BY id LIMIT ?", ps -> {
+            ps.setString(1, after == null ? "" : after);
+            ps.setInt(2, limit);
+            return read(ps);
+        });
+    }
+
+    /** Replaces the app's document; answers the stored app. */
+    @Transactional
+    public StoredApp replace(ObjectNode document) {
+        return jdbc.prepareStatement("""
+                UPDATE apps SET name = ?, apns = ?, fcm = ?, email = ?, webhook = ?, sync_badges = ?, updated_at = now()
+                WHERE id = ? RETURNING created_at, updated_at""", ps -> {
+            bind(ps, 1, document);
+            ps.setString(7, document.path("id").asText());
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return new StoredApp(document, rs.getTimestamp(1).toInstant(), rs.getTimestamp(2).toInstant());
+            }
+        });
+    }
+
+    private void bind(PreparedStatement ps, int first, ObjectNode document) throws SQLException {
+        ps.setString(first, document.path("name").asText());
+        for (int i = 0; i < BLOCKS.length; i++) {
+            var block = document.get(BLOCKS[i]);
+            ps.setObject(first + 1 + i, block == null || block.isNull() ? null : write(block), Types.OTHER);
+        }
+        ps.setBoolean(first + 5, document.path("syncBadges").asBoolean(false));
+    }
+
+    private List<StoredApp> read(PreparedStatement ps) throws SQLException {
+        List<StoredApp> out = new ArrayList<>();
+        try (ResultSet rs = ps.executeQuery()) {
+            while (rs.next()) {
+                ObjectNode document = mapper.createObjectNode();
+                document.put("id", rs.getString(1));
+                document.put("name", rs.getString(2));
+                for (int i = 0; i < BLOCKS.length; i++) {
+                    String json = rs.getString(3 + i);
+                    if (json != null) {
+                        document.set(BLOCKS[i], parse(json));
+                    }
+                }
+                document.put("syncBadges", rs.getBoolean(7));
+                out.add(new StoredApp(document, rs.getTimestamp(8).toInstant(), rs.getTimestamp(9).toInstant()));
+            }
+        }
+        return out;
+    }
+
+    private String write(Object value) {
+        try {
+            return mapper.writeValueAsString(value);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private com.fasterxml.jackson.databind.JsonNode parse(String json) {
+        try {
+            return mapper.readTree(json);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException("apps row holds JSON PostgreSQL accepted", e);
+        }
+    }
+}
