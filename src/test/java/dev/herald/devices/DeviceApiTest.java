@@ -23,7 +23,7 @@ import static dev.herald.support.Problems.assertInvalid;
 import static dev.herald.support.Problems.assertProblem;
 import static org.assertj.core.api.Assertions.assertThat;
 
-@MicronautTest
+@MicronautTest(transactional = false)
 class DeviceApiTest extends HeraldTest {
 
     private Fixtures.Tenant tenant;
