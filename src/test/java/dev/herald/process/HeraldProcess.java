@@ -1,0 +1,95 @@
+package dev.herald.process;
+
+import dev.herald.support.Api;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+import static org.awaitility.Awaitility.await;
+
+/** Herald as an operator runs it: {@code java -jar target/herald.jar} in its own process. */
+final class HeraldProcess implements AutoCloseable {
+
+    private final Process process;
+    private final int port;
+    private final Path log;
+
+    private HeraldProcess(Process process, int port, Path log) {
+        this.process = process;
+        this.port = port;
+        this.log = log;
+    }
+
+    static HeraldProcess start(String name, Map<String, String> environment) {
+        try {
+            int port = freePort();
+            Path jar = Path.of(System.getProperty("herald.jar", "target/herald.jar"));
+            Path log = Path.of("target", "it-" + name + "-" + System.nanoTime() + ".log");
+            List<String> command = new ArrayList<>(List.of(
+                    Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                    "-Xmx256m", "-XX:+UseSerialGC", "-jar", jar.toString()));
+            ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true)
+                    .redirectOutput(log.toFile());
+            builder.environment().remove("DATABASE_URL");
+            builder.environment().remove("REDIS_URI");
+            builder.environment().putAll(environment);
+            builder.environment().put("PORT", Integer.toString(port));
+            return new HeraldProcess(builder.start(), port, log);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    Api api() {
+        return new Api(URI.create("http://127.0.0.1:" + port + "/"));
+    }
+
+    /** Waits until {@code GET /health} answers 200; answers how long that took from now. */
+    Duration awaitHealthy(Duration atMost) {
+        long started = System.nanoTime();
+        Api api = api();
+        await().atMost(atMost).pollInterval(Duration.ofMillis(100)).ignoreExceptions().until(() -> {
+            if (!process.isAlive()) {
+                throw new AssertionError("Herald exited with " + process.exitValue() + ":\n" + log());
+            }
+            return api.get("/health", null).status() == 200;
+        });
+        return Duration.ofNanos(System.nanoTime() - started);
+    }
+
+    /** {@code kill -9}: no shutdown hook runs. */
+    void kill() throws InterruptedException {
+        process.destroyForcibly();
+        process.waitFor();
+    }
+
+    String log() {
+        try {
+            return Files.exists(log) ? Files.readString(log) : "";
+        } catch (IOException e) {
+            return "(log unreadable: " + e + ")";
+        }
+    }
+
+    @Override
+    public void close() throws InterruptedException {
+        process.destroy();
+        if (!process.waitFor(20, java.util.concurrent.TimeUnit.SECONDS)) {
+            process.destroyForcibly().waitFor();
+        }
+    }
+
+    private static int freePort() throws IOException {
+        try (ServerSocket socket = new ServerSocket(0)) {
+            return socket.getLocalPort();
+        }
+    }
+}
