@@ -44,6 +44,8 @@ class RestartAfterKillIT {
             Api.Response app = second.api().get("/v1/apps/" + appId, adminKey);
             assertThat(app.status()).as(app.toString()).isEqualTo(200);
             assertThat(app.json().path("name").asText()).isEqualTo("Survivor");
+            assertThat(second.log()).as("the servers the killed process left running were stopped, not fought")
+                    .contains("Stopping a postgres server").contains("Stopping a redis server");
             assertThat(second.log()).doesNotContain("Admin key generated")
                     .doesNotContain(adminKey);
         }
