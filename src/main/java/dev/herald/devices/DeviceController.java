@@ -4,10 +4,8 @@ import dev.herald.api.ApiException;
 import dev.herald.api.Cursors;
 import dev.herald.api.JsonBodies;
 import dev.herald.api.Page;
-import dev.herald.api.SqlStates;
 import dev.herald.auth.Caller;
 import io.micronaut.core.annotation.Nullable;
-import io.micronaut.data.exceptions.DataAccessException;
 import io.micronaut.http.HttpResponse;
 import io.micronaut.http.HttpStatus;
 import io.micronaut.http.MediaType;
@@ -33,13 +31,13 @@ import io.swagger.v3.oas.annotations.tags.Tag;
 
 import java.time.ZoneId;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.Set;
 import java.util.regex.Pattern;
 
 /** {@code /v1/devices}: an end user's own app installations (user JWT). Another user's device is 404. */
 @Controller("/v1/devices")
 @Secured(SecurityRule.IS_AUTHENTICATED)
-@ExecuteOn(TaskExecutors.BLOCKING)
 @Tag(name = "Devices")
 class DeviceController {
 
@@ -47,50 +45,39 @@ class DeviceController {
     private static final Set<String> ZONES = ZoneId.getAvailableZoneIds();
 
     private final DeviceStore store;
+    private final RegistrationWriter writer;
     private final JsonBodies bodies;
     private final MeterRegistry meters;
 
-    DeviceController(DeviceStore store, JsonBodies bodies, MeterRegistry meters) {
+    DeviceController(DeviceStore store, RegistrationWriter writer, JsonBodies bodies, MeterRegistry meters) {
         this.store = store;
+        this.writer = writer;
         this.bodies = bodies;
         this.meters = meters;
     }
 
     @Put(uri = "/{installationId}", consumes = MediaType.APPLICATION_JSON)
     @Operation(summary = "Register or refresh this installation's push tokens (201 created, 200 updated)")
-    HttpResponse<Device> register(Authentication authentication, @PathVariable String installationId,
-                                  @RequestBody(content = @Content(schema = @Schema(implementation = DeviceRegistration.class)))
-                                  @Body byte[] body) {
+    CompletableFuture<HttpResponse<Device>> register(Authentication authentication, @PathVariable String installationId,
+                                                     @RequestBody(content = @Content(schema = @Schema(implementation = DeviceRegistration.class)))
+                                                     @Body byte[] body) {
         Caller.User user = Caller.of(authentication).requireUser();
         checkInstallationId(installationId);
         DeviceRegistration registration = bodies.read(body, "device-registration", DeviceRegistration.class);
         if (registration.timezone() != null && !ZONES.contains(registration.timezone())) {
             throw ApiException.invalid("timezone", "must be an IANA time zone id such as Europe/Paris");
         }
-        DeviceStore.Registered registered = registerOnce(user.userId(), installationId, registration);
-        meters.counter("herald.devices.registered", "platform", registration.platform().wire(),
-                "outcome", registered.created() ? "created" : "updated").increment();
-        return HttpResponse.status(registered.created() ? HttpStatus.CREATED : HttpStatus.OK).body(registered.device());
-    }
-
-    /** Two installations claiming one token at the same instant collide on its unique index; the retry settles it. */
-    private DeviceStore.Registered registerOnce(String userId, String installationId, DeviceRegistration registration) {
-        for (int attempt = 1; ; attempt++) {
-            try {
-                return store.register(userId, installationId, registration);
-            } catch (DataAccessException e) {
-                if (SqlStates.isForeignKeyViolation(e)) {
-                    throw ApiException.invalid("app", "no app with this id");
-                }
-                if (!SqlStates.isUniqueViolation(e) || attempt == 3) {
-                    throw e;
-                }
-            }
-        }
+        return writer.submit(user.userId(), installationId, registration).thenApply(registered -> {
+            meters.counter("herald.devices.registered", "platform", registration.platform().wire(),
+                    "outcome", registered.created() ? "created" : "updated").increment();
+            return HttpResponse.status(registered.created() ? HttpStatus.CREATED : HttpStatus.OK)
+                    .body(registered.device());
+        });
     }
 
     @Get
     @Operation(summary = "The caller's devices")
+    @ExecuteOn(TaskExecutors.BLOCKING)
     Page<Device> list(Authentication authentication, @Nullable @QueryValue String cursor,
                       @Nullable @QueryValue Integer limit) {
         Caller.User user = Caller.of(authentication).requireUser();
@@ -100,6 +87,7 @@ class DeviceController {
     }
 
     @Get("/{installationId}")
+    @ExecuteOn(TaskExecutors.BLOCKING)
     @Operation(summary = "One of the caller's devices")
     Device get(Authentication authentication, @PathVariable String installationId) {
         Caller.User user = Caller.of(authentication).requireUser();
@@ -108,6 +96,7 @@ class DeviceController {
     }
 
     @Delete("/{installationId}")
+    @ExecuteOn(TaskExecutors.BLOCKING)
     @Status(HttpStatus.NO_CONTENT)
     @Operation(summary = "Forget this installation and its tokens")
     void delete(Authentication authentication, @PathVariable String installationId) {

@@ -29,6 +29,25 @@ public class DeviceStore {
             user_id, installation_id, app_id, platform, push_token, voip_token IS NOT NULL, locale, timezone,
             app_version, tags, created_at, updated_at, last_seen_at""";
 
+    /** What a registration changes on an installation that exists. */
+    private static final String UPSERT_SET = """
+                    app_id = excluded.app_id,
+                    user_id = excluded.user_id,
+                    platform = excluded.platform,
+                    push_token = excluded.push_token,
+                    push_token_updated_at = CASE WHEN d.push_token IS DISTINCT FROM excluded.push_token
+                                                 THEN excluded.push_token_updated_at ELSE d.push_token_updated_at END,
+                    voip_token = excluded.voip_token,
+                    voip_token_updated_at = CASE WHEN d.voip_token IS DISTINCT FROM excluded.voip_token
+                                                 THEN excluded.voip_token_updated_at ELSE d.voip_token_updated_at END,
+                    locale = excluded.locale,
+                    timezone = excluded.timezone,
+                    app_version = excluded.app_version,
+                    tags = excluded.tags,
+                    updated_at = excluded.updated_at,
+                    last_seen_at = excluded.last_seen_at
+            """;
+
     private final JdbcOperations jdbc;
     private final Clock clock;
 
@@ -53,22 +72,7 @@ public class DeviceStore {
                                           voip_token, voip_token_updated_at, locale, timezone, app_version, tags,
                                           created_at, updated_at, last_seen_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (installation_id) DO UPDATE SET
-                    app_id = excluded.app_id,
-                    user_id = excluded.user_id,
-                    platform = excluded.platform,
-                    push_token = excluded.push_token,
-                    push_token_updated_at = CASE WHEN d.push_token IS DISTINCT FROM excluded.push_token
-                                                 THEN excluded.push_token_updated_at ELSE d.push_token_updated_at END,
-                    voip_token = excluded.voip_token,
-                    voip_token_updated_at = CASE WHEN d.voip_token IS DISTINCT FROM excluded.voip_token
-                                                 THEN excluded.voip_token_updated_at ELSE d.voip_token_updated_at END,
-                    locale = excluded.locale,
-                    timezone = excluded.timezone,
-                    app_version = excluded.app_version,
-                    tags = excluded.tags,
-                    updated_at = excluded.updated_at,
-                    last_seen_at = excluded.last_seen_at
+                ON CONFLICT (installation_id) DO UPDATE SET""" + UPSERT_SET + """
                 RETURNING (xmax = 0),\s""" + COLUMNS, ps -> {
             ps.setString(1, installationId);
             ps.setString(2, registration.app());
@@ -89,6 +93,111 @@ public class DeviceStore {
                 rs.next();
                 return new Registered(device(rs, 2), rs.getBoolean(1));
             }
+        });
+    }
+
+    /** One registration of a batch. */
+    public record Registration(String userId, String installationId, DeviceRegistration body) {
+    }
+
+    /**
+     * Registers a batch in one transaction (three statements whatever its size): tokens are taken
+     * from other installations, then every installation is inserted or updated. The batch must not
+     * name an installation, a push token or a VoIP token twice. Answers in the batch's order.
+     */
+    @Transactional
+    public List<Registered> registerBatch(List<Registration> batch) {
+        Timestamp now = Timestamp.from(clock.instant());
+        int n = batch.size();
+        String[] installations = new String[n];
+        String[] apps = new String[n];
+        String[] users = new String[n];
+        String[] platforms = new String[n];
+        String[] pushTokens = new String[n];
+        String[] voipTokens = new String[n];
+        String[] locales = new String[n];
+        String[] timezones = new String[n];
+        String[] versions = new String[n];
+        String[] tags = new String[n];
+        for (int i = 0; i < n; i++) {
+            Registration r = batch.get(i);
+            installations[i] = r.installationId();
+            apps[i] = r.body().app();
+            users[i] = r.userId();
+            platforms[i] = r.body().platform().wire();
+            pushTokens[i] = r.body().pushToken();
+            voipTokens[i] = r.body().voipToken();
+            locales[i] = r.body().locale();
+            timezones[i] = r.body().timezone();
+            versions[i] = r.body().appVersion();
+            tags[i] = String.join(",", r.body().tags()); // tags never hold a comma (device-registration schema)
+        }
+        takeTokens("push_token", "push_token_updated_at", pushTokens, installations, now);
+        if (Arrays.stream(voipTokens).anyMatch(java.util.Objects::nonNull)) {
+            takeTokens("voip_token", "voip_token_updated_at", voipTokens, installations, now);
+        }
+        java.util.Map<String, Registered> byInstallation = jdbc.prepareStatement("""
+                INSERT INTO devices AS d (installation_id, app_id, user_id, platform, push_token, push_token_updated_at,
+                                          voip_token, voip_token_updated_at, locale, timezone, app_version, tags,
+                                          created_at, updated_at, last_seen_at)
+                SELECT t.installation_id, t.app_id, t.user_id, t.platform, t.push_token, ?,
+                       t.voip_token, CASE WHEN t.voip_token IS NULL THEN NULL ELSE ?::timestamptz END,
+                       t.locale, t.timezone, t.app_version, string_to_array(t.tags, ','), ?, ?, ?
+                FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],
+                            ?::text[], ?::text[])
+                     AS t(installation_id, app_id, user_id, platform, push_token, voip_token, locale, timezone,
+                          app_version, tags)
+                ON CONFLICT (installation_id) DO UPDATE SET""" + UPSERT_SET + """
+                RETURNING (xmax = 0),\s""" + COLUMNS, ps -> {
+            for (int i = 1; i <= 5; i++) {
+                ps.setTimestamp(i, now);
+            }
+            java.sql.Connection c = ps.getConnection();
+            String[][] columns = {installations, apps, users, platforms, pushTokens, voipTokens, locales, timezones,
+                    versions, tags};
+            for (int i = 0; i < columns.length; i++) {
+                ps.setArray(6 + i, c.createArrayOf("text", columns[i]));
+            }
+            java.util.Map<String, Registered> out = new java.util.HashMap<>(n * 2);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    Device device = device(rs, 2);
+                    out.put(device.installationId(), new Registered(device, rs.getBoolean(1)));
+                }
+            }
+            return out;
+        });
+        List<Registered> answers = new ArrayList<>(n);
+        for (String installation : installations) {
+            answers.add(byInstallation.get(installation));
+        }
+        return answers;
+    }
+
+    private void takeTokens(String column, String updatedColumn, String[] tokens, String[] installations, Timestamp now) {
+        jdbc.prepareStatement("UPDATE devices d SET " + column + " = NULL, " + updatedColumn + " = ?"
+                + " FROM unnest(?::text[], ?::text[]) AS t(token, installation_id)"
+                + " WHERE t.token IS NOT NULL AND md5(d." + column + ") = md5(t.token) AND d." + column + " = t.token"
+                + " AND d.installation_id <> t.installation_id", ps -> {
+            ps.setTimestamp(1, now);
+            ps.setArray(2, ps.getConnection().createArrayOf("text", tokens));
+            ps.setArray(3, ps.getConnection().createArrayOf("text", installations));
+            return ps.executeUpdate();
+        });
+    }
+
+    /** Which installations of {@code appIds} exist, for a batch to refuse unknown apps up front. */
+    @Transactional
+    public java.util.Set<String> existingApps(java.util.Collection<String> appIds) {
+        return jdbc.prepareStatement("SELECT id FROM apps WHERE id = ANY(?)", ps -> {
+            ps.setArray(1, ps.getConnection().createArrayOf("text", appIds.toArray()));
+            java.util.Set<String> found = new java.util.HashSet<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    found.add(rs.getString(1));
+                }
+            }
+            return found;
         });
     }
 

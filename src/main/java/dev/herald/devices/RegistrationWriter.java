@@ -1,0 +1,201 @@
+package dev.herald.devices;
+
+import com.github.benmanes.caffeine.cache.Cache;
+import com.github.benmanes.caffeine.cache.Caffeine;
+import dev.herald.api.ApiException;
+import dev.herald.api.ProblemType;
+import dev.herald.api.SqlStates;
+import io.micrometer.core.instrument.DistributionSummary;
+import io.micrometer.core.instrument.MeterRegistry;
+import jakarta.annotation.PreDestroy;
+import jakarta.inject.Singleton;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
+
+/**
+ * Writes device registrations to PostgreSQL in batches (group commit): requests queue here, and one
+ * writer thread takes everything that queued while it was busy and stores it in a single
+ * transaction, so that a burst of registrations costs a few statements and one commit rather than
+ * one transaction each. A registration's future completes only after its batch committed, so an
+ * answer still means "stored". A full queue is refused with 503 and {@code Retry-After}, never held
+ * in memory without bound.
+ *
+ * <p>Thread-safe. {@link #close()} stops taking registrations and finishes those already queued.
+ */
+@Singleton
+public class RegistrationWriter implements AutoCloseable {
+
+    private static final Logger LOG = LoggerFactory.getLogger(RegistrationWriter.class);
+    static final int MAX_BATCH = 256;
+    static final int QUEUE_CAPACITY = 8_192;
+
+    private final DeviceStore store;
+    private final BlockingQueue<Pending> queue = new ArrayBlockingQueue<>(QUEUE_CAPACITY);
+    private final Cache<String, Boolean> knownApps = Caffeine.newBuilder()
+            .expireAfterWrite(Duration.ofMinutes(5)).maximumSize(10_000).build();
+    private final DistributionSummary batchSizes;
+    private final Thread writer;
+    private volatile boolean running = true;
+
+    RegistrationWriter(DeviceStore store, MeterRegistry meters) {
+        this.store = store;
+        this.batchSizes = DistributionSummary.builder("herald.devices.registration.batch")
+                .description("Registrations stored per transaction").register(meters);
+        this.writer = new Thread(this::run, "device-registration-writer");
+        this.writer.setDaemon(true);
+        this.writer.start();
+    }
+
+    record Pending(DeviceStore.Registration registration, CompletableFuture<DeviceStore.Registered> answer) {
+    }
+
+    /** Queues a registration; the future completes once it is committed (or fails with the reason). */
+    public CompletableFuture<DeviceStore.Registered> submit(String userId, String installationId,
+                                                            DeviceRegistration body) {
+        CompletableFuture<DeviceStore.Registered> answer = new CompletableFuture<>();
+        if (!running || !queue.offer(new Pending(new DeviceStore.Registration(userId, installationId, body), answer))) {
+            answer.completeExceptionally(new ApiException(ProblemType.UNAVAILABLE,
+                    "Too many registrations are waiting to be stored; retry shortly", List.of(),
+                    Map.of("Retry-After", "1")));
+        }
+        return answer;
+    }
+
+    private void run() {
+        List<Pending> drained = new ArrayList<>(MAX_BATCH);
+        while (running || !queue.isEmpty()) {
+            try {
+                Pending first = queue.poll(200, TimeUnit.MILLISECONDS);
+                if (first == null) {
+                    continue;
+                }
+                drained.add(first);
+                queue.drainTo(drained, MAX_BATCH - 1);
+                write(drained);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            } catch (RuntimeException e) {
+                LOG.error("Device registration batch failed", e);
+                drained.forEach(p -> p.answer().completeExceptionally(e));
+            } finally {
+                drained.clear();
+            }
+        }
+    }
+
+    private void write(List<Pending> drained) {
+        List<Pending> accepted = refuseUnknownApps(drained);
+        for (List<Pending> batch : withoutRepeats(accepted)) {
+            batchSizes.record(batch.size());
+            try {
+                List<DeviceStore.Registered> stored = store.registerBatch(
+                        batch.stream().map(Pending::registration).toList());
+                for (int i = 0; i < batch.size(); i++) {
+                    batch.get(i).answer().complete(stored.get(i));
+                }
+            } catch (RuntimeException e) {
+                // another node took a token or installation of this batch at the same moment: settle one by one
+                batch.forEach(this::writeAlone);
+            }
+        }
+    }
+
+    private void writeAlone(Pending pending) {
+        DeviceStore.Registration r = pending.registration();
+        for (int attempt = 1; ; attempt++) {
+            try {
+                pending.answer().complete(store.register(r.userId(), r.installationId(), r.body()));
+                return;
+            } catch (RuntimeException e) {
+                if (SqlStates.isForeignKeyViolation(e)) {
+                    pending.answer().completeExceptionally(ApiException.invalid("app", "no app with this id"));
+                    return;
+                }
+                if (!SqlStates.isUniqueViolation(e) || attempt == 3) {
+                    pending.answer().completeExceptionally(e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /** Answers 400 at once for registrations naming an app that does not exist. */
+    private List<Pending> refuseUnknownApps(List<Pending> drained) {
+        Set<String> unknown = drained.stream().map(p -> p.registration().body().app())
+                .filter(app -> knownApps.getIfPresent(app) == null).collect(Collectors.toSet());
+        if (unknown.isEmpty()) {
+            return drained;
+        }
+        Set<String> existing = store.existingApps(unknown);
+        existing.forEach(app -> knownApps.put(app, Boolean.TRUE));
+        List<Pending> accepted = new ArrayList<>(drained.size());
+        for (Pending pending : drained) {
+            String app = pending.registration().body().app();
+            if (unknown.contains(app) && !existing.contains(app)) {
+                pending.answer().completeExceptionally(ApiException.invalid("app", "no app with this id"));
+            } else {
+                accepted.add(pending);
+            }
+        }
+        return accepted;
+    }
+
+    /**
+     * Splits registrations into consecutive batches in which no installation, push token or VoIP
+     * token appears twice (one statement cannot write a row twice); a later registration of the same
+     * installation lands in a later batch, so the last one wins, as if they had come one by one.
+     */
+    static List<List<Pending>> withoutRepeats(List<Pending> registrations) {
+        List<List<Pending>> batches = new ArrayList<>();
+        List<Set<String>> keys = new ArrayList<>();
+        for (Pending pending : registrations) {
+            DeviceRegistration body = pending.registration().body();
+            List<String> mine = new ArrayList<>(3);
+            mine.add("i:" + pending.registration().installationId());
+            mine.add("p:" + body.pushToken());
+            if (body.voipToken() != null) {
+                mine.add("v:" + body.voipToken());
+            }
+            int last = -1;
+            for (int i = 0; i < batches.size(); i++) {
+                for (String key : mine) {
+                    if (keys.get(i).contains(key)) {
+                        last = i;
+                    }
+                }
+            }
+            int target = last + 1;
+            if (target == batches.size()) {
+                batches.add(new ArrayList<>());
+                keys.add(new HashSet<>());
+            }
+            batches.get(target).add(pending);
+            keys.get(target).addAll(mine);
+        }
+        return batches;
+    }
+
+    @Override
+    @PreDestroy
+    public void close() {
+        running = false;
+        try {
+            writer.join(TimeUnit.SECONDS.toMillis(10));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}
