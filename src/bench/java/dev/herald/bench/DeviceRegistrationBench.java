@@ -3,6 +3,7 @@ package dev.herald.bench;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
@@ -45,8 +46,10 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -70,20 +73,25 @@ import java.util.stream.Stream;
  *       {@code CHECKPOINT} so that neither autovacuum nor a checkpoint of the seed lands inside the
  *       measurement.</li>
  *   <li>Keeps exactly {@code bench.concurrency} requests in flight (one per keep-alive connection,
- *       closed loop, one Netty event-loop thread) for {@code bench.warmup} requests (not measured),
+ *       closed loop, one Netty event-loop thread) for {@code bench.warmup} requests (not measured;
+ *       100,000 by default because with 2 cores 20,000 left the service's C2 compiler using a third of
+ *       a core during the measurement),
  *       then for {@code bench.seconds} seconds (measured). Even requests register a NEW installation
  *       (fresh id, fresh token: 201 expected), odd ones RE-REGISTER a random seeded installation with
  *       the token of its owner (its own push token, or with probability {@code bench.refreshRatio} a
  *       refreshed one: 200 expected). Anything else is an error. Latency is from writing the request
  *       to reading the whole answer.</li>
  *   <li>Reports requests, errors, throughput, latency percentiles, the service's RSS and heap, and
- *       the CPU each party used during the measurement (service JVM, PostgreSQL, this load
- *       generator), on stdout and as Markdown in {@code target/bench-device-registration.md}.</li>
+ *       what explains them: the CPU each party used during the measurement (service JVM and its
+ *       busiest threads, PostgreSQL, this load generator, anything else on the machine), the
+ *       service's GC pauses and registrations per database transaction (from {@code GET /metrics}),
+ *       and autovacuums and checkpoints that ran; on stdout and as Markdown in
+ *       {@code target/bench-device-registration.md}.</li>
  *   <li>Stops the service with SIGTERM and waits for it to exit.</li>
  * </ol>
  *
  * <p>Run with {@code ./mvnw -B -Pbench verify} (options: {@code -Dbench.seconds=30},
- * {@code -Dbench.warmup=20000}, {@code -Dbench.concurrency=64}, {@code -Dbench.devices=1000000},
+ * {@code -Dbench.warmup=100000}, {@code -Dbench.concurrency=64}, {@code -Dbench.devices=1000000},
  * {@code -Dbench.users=1000}, {@code -Dbench.refreshRatio=0.1}).
  */
 public final class DeviceRegistrationBench {
@@ -101,7 +109,7 @@ public final class DeviceRegistrationBench {
     private final Path report = Paths.get(System.getProperty("bench.report", "target/bench-device-registration.md"))
             .toAbsolutePath();
     private final int seconds = Integer.getInteger("bench.seconds", 30);
-    private final int warmup = Integer.getInteger("bench.warmup", 20_000);
+    private final int warmup = Integer.getInteger("bench.warmup", 100_000);
     private final int concurrency = Integer.getInteger("bench.concurrency", 64);
     private final int devices = Integer.getInteger("bench.devices", 1_000_000);
     private final int users = Integer.getInteger("bench.users", 1_000);
@@ -250,7 +258,7 @@ public final class DeviceRegistrationBench {
     // ---------------------------------------------------------------- seeding
 
     private record Seeding(double insertSeconds, double vacuumAnalyzeSeconds, double checkpointSeconds,
-                           Path postgresData) {
+                           Path postgresData, String jdbcUrl) {
     }
 
     /**
@@ -282,7 +290,7 @@ public final class DeviceRegistrationBench {
             long t2 = System.nanoTime();
             s.execute("CHECKPOINT");
             long t3 = System.nanoTime();
-            Seeding seeding = new Seeding((t1 - t0) / 1e9, (t2 - t1) / 1e9, (t3 - t2) / 1e9, pgData);
+            Seeding seeding = new Seeding((t1 - t0) / 1e9, (t2 - t1) / 1e9, (t3 - t2) / 1e9, pgData, url);
             log("seed: %,d devices inserted in %.1f s (%,.0f rows/s); VACUUM (ANALYZE) %.1f s; CHECKPOINT %.1f s",
                     inserted, seeding.insertSeconds, inserted / seeding.insertSeconds, seeding.vacuumAnalyzeSeconds,
                     seeding.checkpointSeconds);
@@ -440,12 +448,16 @@ public final class DeviceRegistrationBench {
         }
 
         void connect() {
-            channel = bootstrap.clone().handler(new ChannelInitializer<SocketChannel>() {
+            channel = newConnection().syncUninterruptibly().channel();
+        }
+
+        private ChannelFuture newConnection() {
+            return bootstrap.clone().handler(new ChannelInitializer<SocketChannel>() {
                 @Override
                 protected void initChannel(SocketChannel ch) {
                     ch.pipeline().addLast(new HttpClientCodec(), new HttpObjectAggregator(1 << 20), Conn.this);
                 }
-            }).connect("127.0.0.1", port).syncUninterruptibly().channel();
+            }).connect("127.0.0.1", port);
         }
 
         /** Joins a phase; called on the event loop. */
@@ -505,14 +517,10 @@ public final class DeviceRegistrationBench {
                 phase.error("connection closed with a request outstanding");
             }
             // reconnect, then carry on in the same phase
-            bootstrap.clone().handler(new ChannelInitializer<SocketChannel>() {
-                @Override
-                protected void initChannel(SocketChannel ch) {
-                    ch.pipeline().addLast(new HttpClientCodec(), new HttpObjectAggregator(1 << 20), Conn.this);
-                }
-            }).connect("127.0.0.1", port).addListener(f -> {
+            ChannelFuture reconnecting = newConnection();
+            reconnecting.addListener(f -> {
                 if (f.isSuccess()) {
-                    channel = ((io.netty.channel.ChannelFuture) f).channel();
+                    channel = reconnecting.channel();
                     sendOrLeave();
                 } else {
                     phase.error("reconnect failed: " + f.cause());
@@ -567,6 +575,8 @@ public final class DeviceRegistrationBench {
             log("warm-up: %,d requests in %.1f s (%,.0f req/s), %d errors%s", warm.completed, warmSeconds,
                     warm.completed / warmSeconds, warm.errors, warm.firstErrors.isEmpty() ? "" : ": " + warm.firstErrors);
 
+            String metricsBefore = metricsText();
+            long[] pgBefore = postgresActivity(seeding.jdbcUrl());
             CpuSample cpuBefore = cpuSample(seeding.postgresData());
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
             Phase run = runPhase(group, conns, new Phase("measurement", Long.MAX_VALUE, deadline), seconds + 120L);
@@ -576,8 +586,13 @@ public final class DeviceRegistrationBench {
             }
 
             long rssKb = rssKb(service.pid());
-            double heapUsed = heapUsedBytes();
-            String table = table(run, seeding, cpuBefore, cpuAfter, rssKb, heapUsed);
+            String metricsAfter = metricsText();
+            long[] pgAfter = postgresActivity(seeding.jdbcUrl());
+            long[] pgDuring = new long[pgAfter.length];
+            for (int k = 0; k < pgAfter.length; k++) {
+                pgDuring[k] = pgAfter[k] - pgBefore[k];
+            }
+            String table = table(run, seeding, cpuBefore, cpuAfter, rssKb, metricsBefore, metricsAfter, pgDuring);
             System.out.println();
             System.out.println(table);
             Files.createDirectories(report.getParent());
@@ -593,7 +608,9 @@ public final class DeviceRegistrationBench {
         }
     }
 
-    private String table(Phase run, Seeding seeding, CpuSample before, CpuSample after, long rssKb, double heapUsed) {
+    private String table(Phase run, Seeding seeding, CpuSample before, CpuSample after, long rssKb,
+                         String metricsBefore, String metricsAfter, long[] pgDuring) {
+        double heapUsed = sumOf(metricsAfter, "jvm_memory_used_bytes{", "area=\"heap\"");
         double elapsed = (run.lastCompletionNanos - run.startNanos) / 1e9;
         double throughput = run.completed / elapsed;
         Histogram h = run.latencyMicros;
@@ -619,16 +636,57 @@ public final class DeviceRegistrationBench {
         rows.add(row("latency max", "%.2f ms", h.getMaxValue() / 1000.0));
         rows.add(row("service RSS (VmRSS)", "%,d MiB", rssKb / 1024));
         rows.add(row("service heap used", "%,.0f MiB", heapUsed / (1024 * 1024)));
-        rows.add(row("CPU, service JVM", "%.0f%% of one core", 100 * (after.service - before.service) / 1e9 / wall));
-        rows.add(row("CPU, PostgreSQL (all backends)", "%.0f%% of one core",
-                100 * (after.postgres - before.postgres) / 1e9 / wall));
-        rows.add(row("CPU, load generator", "%.0f%% of one core", 100 * (after.self - before.self) / 1e9 / wall));
-        rows.add(row("CPU, whole machine busy", "%.0f%% of %d cores (%.0f%% of it in iowait)",
-                100 * (after.busyTicks - before.busyTicks) / (double) (after.totalTicks - before.totalTicks)
-                        * Runtime.getRuntime().availableProcessors(),
-                Runtime.getRuntime().availableProcessors(),
-                100 * (after.iowaitTicks - before.iowaitTicks) / (double) (after.totalTicks - before.totalTicks)
-                        * Runtime.getRuntime().availableProcessors()));
+        int cores = Runtime.getRuntime().availableProcessors();
+        double serviceCpu = seconds(after.service, before.service);
+        long[] pgAfter = new long[2];
+        long[] pgBefore = new long[2];
+        after.postgres.forEach((pid, t) -> {
+            // processes that ended during the run are missed; ones that started in it count in full
+            long[] b = before.postgres.getOrDefault(pid, new long[2]);
+            pgAfter[0] += t[0];
+            pgAfter[1] += t[1];
+            pgBefore[0] += b[0];
+            pgBefore[1] += b[1];
+        });
+        double postgresCpu = seconds(pgAfter, pgBefore);
+        double selfCpu = seconds(after.self, before.self);
+        double ticks = after.totalTicks - before.totalTicks;
+        double machineCpu = (after.busyTicks - before.busyTicks) / ticks * cores * wall;
+        double iowait = (after.iowaitTicks - before.iowaitTicks) / ticks * cores * wall;
+        long n = Math.max(1, run.completed);
+        rows.add(row("CPU, service JVM", "%.0f%% of one core (%.0f%% of it in the kernel), %.2f ms per request",
+                100 * serviceCpu / wall, kernelShare(after.service, before.service), 1000 * serviceCpu / n));
+        rows.add(row("busiest service threads", "%s", busiestThreads(before, after, wall)));
+        double batches = sumOf(metricsAfter, "herald_devices_registration_batch_count", "")
+                - sumOf(metricsBefore, "herald_devices_registration_batch_count", "");
+        if (batches > 0) {
+            double batched = sumOf(metricsAfter, "herald_devices_registration_batch_sum", "")
+                    - sumOf(metricsBefore, "herald_devices_registration_batch_sum", "");
+            rows.add(row("registrations per database transaction", "%.1f on average (%,.0f transactions)",
+                    batched / batches, batches));
+            double batchSeconds = sumOf(metricsAfter, "herald_devices_registration_batch_time_seconds_sum", "")
+                    - sumOf(metricsBefore, "herald_devices_registration_batch_time_seconds_sum", "");
+            rows.add(row("time per database transaction", "%.2f ms on average, p99 %.2f ms (last minute)",
+                    1000 * batchSeconds / batches,
+                    1000 * maxOf(metricsAfter, "herald_devices_registration_batch_time_seconds{quantile=\"0.99\"")));
+        }
+        double gcPauses = sumOf(metricsAfter, "jvm_gc_pause_seconds_count{", "")
+                - sumOf(metricsBefore, "jvm_gc_pause_seconds_count{", "");
+        double gcSeconds = sumOf(metricsAfter, "jvm_gc_pause_seconds_sum{", "")
+                - sumOf(metricsBefore, "jvm_gc_pause_seconds_sum{", "");
+        rows.add(row("service GC pauses", "%.0f, %.0f ms in all, the longest %.0f ms", gcPauses, gcSeconds * 1000,
+                maxOf(metricsAfter, "jvm_gc_pause_seconds_max{") * 1000));
+        rows.add(row("PostgreSQL: autovacuum / autoanalyze / checkpoints", "%d / %d / %d", pgDuring[0], pgDuring[1],
+                pgDuring[2]));
+        rows.add(row("CPU, PostgreSQL (all its processes)",
+                "%.0f%% of one core (%.0f%% of it in the kernel), %.2f ms per request",
+                100 * postgresCpu / wall, kernelShare(pgAfter, pgBefore), 1000 * postgresCpu / n));
+        rows.add(row("CPU, load generator", "%.0f%% of one core (%.0f%% of it in the kernel), %.2f ms per request",
+                100 * selfCpu / wall, kernelShare(after.self, before.self), 1000 * selfCpu / n));
+        rows.add(row("CPU, anything else on the machine", "%.0f%% of one core",
+                100 * Math.max(0, machineCpu - serviceCpu - postgresCpu - selfCpu) / wall));
+        rows.add(row("CPU, whole machine busy (iowait)", "%.0f%% of %d cores (%.0f%%)", 100 * machineCpu / wall, cores,
+                100 * iowait / wall));
         rows.add(row("target (>= 5,000 req/s, p99 < 20 ms, no errors)", met ? "met" : "NOT met"));
 
         int w0 = rows.stream().mapToInt(r -> r[0].length()).max().orElse(10);
@@ -654,6 +712,15 @@ public final class DeviceRegistrationBench {
                 + table;
     }
 
+    private static double seconds(long[] after, long[] before) {
+        return (after[0] + after[1] - before[0] - before[1]) / 100.0;
+    }
+
+    private static double kernelShare(long[] after, long[] before) {
+        long all = after[0] + after[1] - before[0] - before[1];
+        return all == 0 ? 0 : 100.0 * (after[1] - before[1]) / all;
+    }
+
     private static String[] row(String name, String format, Object... args) {
         return new String[] {name, String.format(Locale.ROOT, format, args)};
     }
@@ -662,19 +729,43 @@ public final class DeviceRegistrationBench {
         return s + " ".repeat(Math.max(0, width - s.length()));
     }
 
-    /** CPU time (ns) used so far by the service JVM, PostgreSQL's processes and this process, and machine ticks. */
-    private record CpuSample(long wallNanos, long service, long postgres, long self, long busyTicks, long iowaitTicks,
-                             long totalTicks) {
+    /**
+     * CPU ticks (user and system, 1/100 s) used so far by the service JVM, PostgreSQL (the postmaster and its
+     * children) and this process, and the machine's busy, iowait and total ticks (over all cores).
+     */
+    private record CpuSample(long wallNanos, long[] service, Map<Long, ThreadTicks> serviceThreads,
+                             Map<Long, long[]> postgres, long[] self, long busyTicks, long iowaitTicks, long totalTicks) {
+    }
+
+    /** A thread's name (as the kernel keeps it: 15 characters) and its CPU ticks. */
+    private record ThreadTicks(String name, long ticks) {
     }
 
     private CpuSample cpuSample(Path pgData) throws IOException {
         long wall = System.nanoTime();
-        long serviceCpu = cpuNanos(ProcessHandle.of(service.pid()));
+        long[] serviceCpu = ticks(service.pid());
+        Map<Long, ThreadTicks> threads = new HashMap<>();
+        try (Stream<Path> tasks = Files.list(Paths.get("/proc/" + service.pid() + "/task"))) {
+            for (Path task : tasks.toList()) {
+                try {
+                    String stat = Files.readString(task.resolve("stat"));
+                    String name = stat.substring(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+                    long[] t = ticks(stat);
+                    threads.put(Long.parseLong(task.getFileName().toString()), new ThreadTicks(name, t[0] + t[1]));
+                } catch (IOException | RuntimeException gone) {
+                    // the thread ended meanwhile
+                }
+            }
+        }
         long postmaster = Long.parseLong(Files.readAllLines(pgData.resolve("postmaster.pid")).get(0).trim());
-        long pgCpu = cpuNanos(ProcessHandle.of(postmaster)) + ProcessHandle.allProcesses()
+        Map<Long, long[]> pgCpu = new HashMap<>();
+        pgCpu.put(postmaster, ticks(postmaster));
+        for (long child : ProcessHandle.allProcesses()
                 .filter(p -> p.parent().map(pp -> pp.pid() == postmaster).orElse(false))
-                .mapToLong(p -> cpuNanos(java.util.Optional.of(p))).sum();
-        long self = cpuNanos(java.util.Optional.of(ProcessHandle.current()));
+                .mapToLong(ProcessHandle::pid).toArray()) {
+            pgCpu.put(child, ticks(child));
+        }
+        long[] self = ticks(ProcessHandle.current().pid());
         String[] cpu = Files.readAllLines(Paths.get("/proc/stat")).get(0).trim().split("\\s+");
         long total = 0;
         for (int k = 1; k < cpu.length && k <= 8; k++) {
@@ -682,11 +773,36 @@ public final class DeviceRegistrationBench {
         }
         long idle = Long.parseLong(cpu[4]);
         long iowait = Long.parseLong(cpu[5]);
-        return new CpuSample(wall, serviceCpu, pgCpu, self, total - idle - iowait, iowait, total);
+        return new CpuSample(wall, serviceCpu, threads, pgCpu, self, total - idle - iowait, iowait, total);
     }
 
-    private static long cpuNanos(java.util.Optional<ProcessHandle> handle) {
-        return handle.flatMap(h -> h.info().totalCpuDuration()).map(Duration::toNanos).orElse(0L);
+    /** {utime, stime} of a process from /proc/<pid>/stat, in clock ticks (USER_HZ, 100 on Linux); zeros if it is gone. */
+    private static long[] ticks(long pid) {
+        try {
+            return ticks(Files.readString(Paths.get("/proc/" + pid + "/stat")));
+        } catch (IOException | RuntimeException gone) {
+            return new long[] {0, 0};
+        }
+    }
+
+    private static long[] ticks(String stat) {
+        String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+        return new long[] {Long.parseLong(f[11]), Long.parseLong(f[12])};
+    }
+
+    /** The service's thread groups (names without their number) that used the most CPU, in % of one core. */
+    private static String busiestThreads(CpuSample before, CpuSample after, double wallSeconds) {
+        Map<String, Long> byGroup = new HashMap<>();
+        after.serviceThreads.forEach((tid, t) -> {
+            ThreadTicks b = before.serviceThreads.get(tid);
+            long used = t.ticks - (b == null ? 0 : b.ticks);
+            byGroup.merge(t.name.replaceAll("[-#]?\\d+$", ""), used, Long::sum);
+        });
+        return byGroup.entrySet().stream()
+                .sorted(Map.Entry.<String, Long>comparingByValue().reversed())
+                .limit(4)
+                .map(e -> String.format(Locale.ROOT, "%s %.0f%%", e.getKey(), e.getValue() / wallSeconds))
+                .reduce((a, b) -> a + ", " + b).orElse("?");
     }
 
     private static long rssKb(long pid) throws IOException {
@@ -698,13 +814,44 @@ public final class DeviceRegistrationBench {
         return -1;
     }
 
-    /** The sum of {@code jvm_memory_used_bytes{area="heap",...}} in the service's Prometheus text. */
-    private double heapUsedBytes() throws IOException, InterruptedException {
-        HttpResponse<String> metrics = expect(setupClient.send(HttpRequest.newBuilder(base.resolve("/metrics")).build(),
-                HttpResponse.BodyHandlers.ofString()), 200, "GET /metrics");
+    /** {autovacuums and autoanalyzes of devices, checkpoints} so far, to tell what ran inside the measurement. */
+    private static long[] postgresActivity(String jdbcUrl) throws SQLException {
+        try (Connection c = DriverManager.getConnection(jdbcUrl, "postgres", ""); Statement s = c.createStatement()) {
+            String checkpoints = c.getMetaData().getDatabaseMajorVersion() >= 17
+                    ? "SELECT num_timed + num_requested FROM pg_stat_checkpointer"
+                    : "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter";
+            try (java.sql.ResultSet rs = s.executeQuery("""
+                    SELECT (SELECT autovacuum_count FROM pg_stat_user_tables WHERE relname = 'devices'),
+                           (SELECT autoanalyze_count FROM pg_stat_user_tables WHERE relname = 'devices'),
+                           (%s)""".formatted(checkpoints))) {
+                rs.next();
+                return new long[] {rs.getLong(1), rs.getLong(2), rs.getLong(3)};
+            }
+        }
+    }
+
+    /** The service's {@code GET /metrics} (Prometheus text format). */
+    private String metricsText() throws IOException, InterruptedException {
+        return expect(setupClient.send(HttpRequest.newBuilder(base.resolve("/metrics")).build(),
+                HttpResponse.BodyHandlers.ofString()), 200, "GET /metrics").body();
+    }
+
+    /** The largest sample whose line starts with {@code prefix} (e.g. a rolling maximum such as GC pauses). */
+    private static double maxOf(String prometheusText, String prefix) {
+        double max = 0;
+        for (String line : prometheusText.split("\n")) {
+            if (line.startsWith(prefix)) {
+                max = Math.max(max, Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1)));
+            }
+        }
+        return max;
+    }
+
+    /** The sum of the samples whose line starts with {@code prefix} and contains {@code label} (e.g. heap used). */
+    private static double sumOf(String prometheusText, String prefix, String label) {
         double sum = 0;
-        for (String line : metrics.body().split("\n")) {
-            if (line.startsWith("jvm_memory_used_bytes{") && line.contains("area=\"heap\"")) {
+        for (String line : prometheusText.split("\n")) {
+            if (line.startsWith(prefix) && line.contains(label)) {
                 sum += Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
             }
         }

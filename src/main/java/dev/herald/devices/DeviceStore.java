@@ -5,6 +5,7 @@ import io.micronaut.transaction.annotation.Transactional;
 import jakarta.inject.Singleton;
 
 import java.sql.Array;
+import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
@@ -16,6 +17,12 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
+import java.util.Collection;
+import java.util.HashSet;
+import java.util.Set;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.Objects;
 
 /**
  * Registered devices in PostgreSQL. A registration is one transaction: a token held by another
@@ -133,10 +140,10 @@ public class DeviceStore {
             tags[i] = String.join(",", r.body().tags()); // tags never hold a comma (device-registration schema)
         }
         takeTokens("push_token", "push_token_updated_at", pushTokens, installations, now);
-        if (Arrays.stream(voipTokens).anyMatch(java.util.Objects::nonNull)) {
+        if (Arrays.stream(voipTokens).anyMatch(Objects::nonNull)) {
             takeTokens("voip_token", "voip_token_updated_at", voipTokens, installations, now);
         }
-        java.util.Map<String, Registered> byInstallation = jdbc.prepareStatement("""
+        Map<String, Registered> byInstallation = jdbc.prepareStatement("""
                 INSERT INTO devices AS d (installation_id, app_id, user_id, platform, push_token, push_token_updated_at,
                                           voip_token, voip_token_updated_at, locale, timezone, app_version, tags,
                                           created_at, updated_at, last_seen_at)
@@ -152,13 +159,13 @@ public class DeviceStore {
             for (int i = 1; i <= 5; i++) {
                 ps.setTimestamp(i, now);
             }
-            java.sql.Connection c = ps.getConnection();
+            Connection c = ps.getConnection();
             String[][] columns = {installations, apps, users, platforms, pushTokens, voipTokens, locales, timezones,
                     versions, tags};
             for (int i = 0; i < columns.length; i++) {
                 ps.setArray(6 + i, c.createArrayOf("text", columns[i]));
             }
-            java.util.Map<String, Registered> out = new java.util.HashMap<>(n * 2);
+            Map<String, Registered> out = new HashMap<>(n * 2);
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
                     Device device = device(rs, 2);
@@ -188,10 +195,10 @@ public class DeviceStore {
 
     /** Which installations of {@code appIds} exist, for a batch to refuse unknown apps up front. */
     @Transactional
-    public java.util.Set<String> existingApps(java.util.Collection<String> appIds) {
+    public Set<String> existingApps(Collection<String> appIds) {
         return jdbc.prepareStatement("SELECT id FROM apps WHERE id = ANY(?)", ps -> {
             ps.setArray(1, ps.getConnection().createArrayOf("text", appIds.toArray()));
-            java.util.Set<String> found = new java.util.HashSet<>();
+            Set<String> found = new HashSet<>();
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
                     found.add(rs.getString(1));

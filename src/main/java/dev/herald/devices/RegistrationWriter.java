@@ -7,13 +7,18 @@ import dev.herald.api.ProblemType;
 import dev.herald.api.SqlStates;
 import io.micrometer.core.instrument.DistributionSummary;
 import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import io.micronaut.context.annotation.Value;
+import io.micronaut.scheduling.TaskExecutors;
 import jakarta.annotation.PreDestroy;
+import jakarta.inject.Named;
 import jakarta.inject.Singleton;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -21,14 +26,17 @@ import java.util.Set;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 
 /**
- * Writes device registrations to PostgreSQL in batches (group commit): requests queue here, and one
- * writer thread takes everything that queued while it was busy and stores it in a single
+ * Writes device registrations to PostgreSQL in batches (group commit): requests queue here, and a
+ * few writer threads each take everything that queued while they were busy and store it in a single
  * transaction, so that a burst of registrations costs a few statements and one commit rather than
- * one transaction each. A registration's future completes only after its batch committed, so an
+ * one transaction each; several writers keep a batch being built while another waits for its
+ * commit. A registration's future completes only after its batch committed, so an
  * answer still means "stored". A full queue is refused with 503 and {@code Retry-After}, never held
  * in memory without bound.
  *
@@ -46,16 +54,27 @@ public class RegistrationWriter implements AutoCloseable {
     private final Cache<String, Boolean> knownApps = Caffeine.newBuilder()
             .expireAfterWrite(Duration.ofMinutes(5)).maximumSize(10_000).build();
     private final DistributionSummary batchSizes;
-    private final Thread writer;
+    private final Timer batchTimes;
+    private final List<Thread> writers = new ArrayList<>();
+    private final Executor answering;
     private volatile boolean running = true;
 
-    RegistrationWriter(DeviceStore store, MeterRegistry meters) {
+    RegistrationWriter(DeviceStore store, MeterRegistry meters,
+                       @Value("${herald.devices.registration-writers:1}") int writerCount,
+                       @Named(TaskExecutors.BLOCKING) ExecutorService answering) {
         this.store = store;
+        this.answering = answering;
         this.batchSizes = DistributionSummary.builder("herald.devices.registration.batch")
                 .description("Registrations stored per transaction").register(meters);
-        this.writer = new Thread(this::run, "device-registration-writer");
-        this.writer.setDaemon(true);
-        this.writer.start();
+        this.batchTimes = Timer.builder("herald.devices.registration.batch.time")
+                .description("Time to store one batch of registrations, commit included")
+                .publishPercentiles(0.5, 0.99).register(meters);
+        for (int i = 0; i < writerCount; i++) {
+            Thread writer = new Thread(this::run, "device-registration-writer-" + i);
+            writer.setDaemon(true);
+            writer.start();
+            writers.add(writer);
+        }
     }
 
     record Pending(DeviceStore.Registration registration, CompletableFuture<DeviceStore.Registered> answer) {
@@ -97,17 +116,24 @@ public class RegistrationWriter implements AutoCloseable {
     }
 
     private void write(List<Pending> drained) {
-        List<Pending> accepted = refuseUnknownApps(drained);
+        List<Pending> accepted = new ArrayList<>(refuseUnknownApps(drained));
+        // one lock order for every writer: concurrent batches wait for each other instead of deadlocking
+        accepted.sort(Comparator.comparing(p -> p.registration().installationId()));
         for (List<Pending> batch : withoutRepeats(accepted)) {
             batchSizes.record(batch.size());
             try {
-                List<DeviceStore.Registered> stored = store.registerBatch(
-                        batch.stream().map(Pending::registration).toList());
-                for (int i = 0; i < batch.size(); i++) {
-                    batch.get(i).answer().complete(stored.get(i));
-                }
+                List<DeviceStore.Registered> stored = batchTimes.record(() -> store.registerBatch(
+                        batch.stream().map(Pending::registration).toList()));
+                // answering (building and writing each response) happens off the writer thread, which goes
+                // straight back to the database
+                answering.execute(() -> {
+                    for (int i = 0; i < batch.size(); i++) {
+                        batch.get(i).answer().complete(stored.get(i));
+                    }
+                });
             } catch (RuntimeException e) {
-                // another node took a token or installation of this batch at the same moment: settle one by one
+                // another writer or node took a token or installation of this batch at the same moment
+                // (a unique violation or a deadlock): settle them one by one
                 batch.forEach(this::writeAlone);
             }
         }
@@ -124,7 +150,7 @@ public class RegistrationWriter implements AutoCloseable {
                     pending.answer().completeExceptionally(ApiException.invalid("app", "no app with this id"));
                     return;
                 }
-                if (!SqlStates.isUniqueViolation(e) || attempt == 3) {
+                if (!(SqlStates.isUniqueViolation(e) || SqlStates.isRetryable(e)) || attempt == 3) {
                     pending.answer().completeExceptionally(e);
                     return;
                 }
@@ -193,7 +219,9 @@ public class RegistrationWriter implements AutoCloseable {
     public void close() {
         running = false;
         try {
-            writer.join(TimeUnit.SECONDS.toMillis(10));
+            for (Thread writer : writers) {
+                writer.join(TimeUnit.SECONDS.toMillis(10));
+            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }

@@ -60,6 +60,12 @@ public final class EmbeddedServers {
                     .setServerConfig("max_connections", "300")
                     .setServerConfig("shared_buffers", "256MB")
                     .setServerConfig("listen_addresses", "127.0.0.1")
+                    // durable like any PostgreSQL: zonky's test-oriented defaults turn both off
+                    .setServerConfig("fsync", "on")
+                    .setServerConfig("synchronous_commit", "on")
+                    // a new WAL segment is not zero-filled first (16 MiB of writes inside some commit)
+                    .setServerConfig("wal_init_zero", "off")
+                    .setServerConfig("max_wal_size", "2GB")
                     .setPGStartupWait(Duration.ofSeconds(60))
                     .start();
             LOG.info("PostgreSQL: embedded, data in {}, port {}, started in {} ms",

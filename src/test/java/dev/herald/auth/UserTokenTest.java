@@ -22,6 +22,7 @@ import static dev.herald.support.Problems.assertInvalid;
 import static dev.herald.support.Problems.assertProblem;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
+import static org.awaitility.Awaitility.await;
 
 @MicronautTest(transactional = false)
 class UserTokenTest extends HeraldTest {
@@ -84,6 +85,17 @@ class UserTokenTest extends HeraldTest {
         assertProblem(api.post("/v1/users/bob/tokens", tenant.userToken(), Map.of()), 403);
         assertProblem(api.post("/v1/users/bob/tokens", null, Map.of()), 401);
         assertProblem(api.post("/v1/users/bob/tokens", "hk_live_doesnotexist", Map.of()), 401);
+    }
+
+    @Test
+    void aTokenStopsWorkingWhenItExpiresEvenAfterItWasUsed() {
+        String key = fixtures.key(fixtures.app(), "live", "users");
+        String token = api.post("/v1/users/short-lived/tokens", key, Map.of("ttlSeconds", 2)).json().path("token").asText();
+        assertThat(api.get("/v1/devices", token).status()).isEqualTo(200);
+        assertThat(api.get("/v1/devices", token).status()).as("used again while valid").isEqualTo(200);
+
+        await().atMost(Duration.ofSeconds(6)).pollInterval(Duration.ofMillis(100))
+                .until(() -> api.get("/v1/devices", token).status() == 401);
     }
 
     @Test
