@@ -21,6 +21,23 @@ public final class SqlStates {
         return has(error, "40P01") || has(error, "40001");
     }
 
+    /**
+     * PostgreSQL could not be reached or went away (SQLState class 08, an administrator or crash
+     * shutdown, or no connection within the pool's timeout): nothing the client did, worth a retry.
+     */
+    public static boolean isUnavailable(Throwable error) {
+        for (Throwable t = error; t != null; t = t.getCause()) {
+            if (t instanceof java.sql.SQLTransientConnectionException || t instanceof java.net.ConnectException) {
+                return true;
+            }
+            if (t instanceof SQLException sql && sql.getSQLState() != null
+                    && (sql.getSQLState().startsWith("08") || sql.getSQLState().startsWith("57P"))) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     private static boolean has(Throwable error, String state) {
         for (Throwable t = error; t != null; t = t.getCause()) {
             if (t instanceof SQLException sql && state.equals(sql.getSQLState())) {

@@ -49,6 +49,9 @@ public class RegistrationWriter implements AutoCloseable {
     static final int MAX_BATCH = 256;
     static final int QUEUE_CAPACITY = 8_192;
 
+    private static final ApiException DATABASE_UNAVAILABLE = new ApiException(ProblemType.UNAVAILABLE,
+            "The database is unavailable; retry shortly", List.of(), Map.of("Retry-After", "5"));
+
     private final DeviceStore store;
     private final BlockingQueue<Pending> queue = new ArrayBlockingQueue<>(QUEUE_CAPACITY);
     private final Cache<String, Boolean> knownApps = Caffeine.newBuilder()
@@ -132,9 +135,17 @@ public class RegistrationWriter implements AutoCloseable {
                     }
                 });
             } catch (RuntimeException e) {
-                // another writer or node took a token or installation of this batch at the same moment
-                // (a unique violation or a deadlock): settle them one by one
-                batch.forEach(this::writeAlone);
+                if (SqlStates.isUniqueViolation(e) || SqlStates.isRetryable(e) || SqlStates.isForeignKeyViolation(e)) {
+                    // another writer or node took a token or installation of this batch at the same moment,
+                    // or an app went away: settle them one by one
+                    batch.forEach(this::writeAlone);
+                } else {
+                    ApiException unavailable = SqlStates.isUnavailable(e) ? DATABASE_UNAVAILABLE : null;
+                    if (unavailable == null) {
+                        LOG.error("Storing {} device registrations failed", batch.size(), e);
+                    }
+                    batch.forEach(p -> p.answer().completeExceptionally(unavailable == null ? e : unavailable));
+                }
             }
         }
     }

@@ -45,10 +45,23 @@ class HealthDependenciesIT {
             redis.start();
             await().atMost(Duration.ofSeconds(30)).until(() -> herald.api().get("/health", null).status() == 200);
 
+            var api = herald.api();
+            assertThat(api.post("/v1/apps", Fixtures.ADMIN_KEY, Map.of("id", "health-app", "name", "x")).status()).isEqualTo(201);
+            String key = api.post("/v1/apps/health-app/keys", Fixtures.ADMIN_KEY,
+                    Map.of("name", "k", "mode", "live", "scopes", java.util.List.of("users"))).json().path("key").asText();
+            String userToken = api.post("/v1/users/u/tokens", key, Map.of()).json().path("token").asText();
+
             postgres.close();
             await().atMost(Duration.ofSeconds(20)).until(() -> herald.api().get("/health", null).status() == 503);
             assertThat(herald.api().get("/health/liveness", null).status()).isEqualTo(200);
             assertThat(herald.api().get("/health", null).contentType()).startsWith("application/json");
+            var refused = herald.api().get("/v1/apps", Fixtures.ADMIN_KEY);
+            dev.herald.support.Problems.assertProblem(refused, 503);
+            assertThat(refused.headers().firstValue("Retry-After")).isPresent();
+            var registration = api.put("/v1/devices/during-outage", userToken,
+                    Fixtures.androidDevice("health-app", Fixtures.fcmToken()));
+            dev.herald.support.Problems.assertProblem(registration, 503);
+            assertThat(registration.headers().firstValue("Retry-After")).isPresent();
         } finally {
             redis.stop();
             postgres.close();
