@@ -66,6 +66,9 @@ public final class EmbeddedServers {
                     // a new WAL segment is not zero-filled first (16 MiB of writes inside some commit)
                     .setServerConfig("wal_init_zero", "off")
                     .setServerConfig("max_wal_size", "2GB")
+                    // zonky stops reading the server's stderr after startup: keep its log in the data folder
+                    .setServerConfig("logging_collector", "on")
+                    .setServerConfig("log_directory", "log")
                     .setPGStartupWait(Duration.ofSeconds(60))
                     .start();
             LOG.info("PostgreSQL: embedded, data in {}, port {}, started in {} ms",
