@@ -23,6 +23,9 @@ import io.micronaut.security.annotation.Secured;
 import io.micronaut.security.authentication.Authentication;
 import io.micronaut.security.rules.SecurityRule;
 import io.swagger.v3.oas.annotations.Operation;
+import io.swagger.v3.oas.annotations.media.Content;
+import io.swagger.v3.oas.annotations.media.Schema;
+import io.swagger.v3.oas.annotations.parameters.RequestBody;
 import io.swagger.v3.oas.annotations.tags.Tag;
 
 import java.util.List;
@@ -51,7 +54,9 @@ class AppController {
 
     @Post(consumes = MediaType.APPLICATION_JSON)
     @Operation(summary = "Create an app (admin key)")
-    HttpResponse<AppView> create(Authentication authentication, @Body byte[] body) {
+    HttpResponse<AppView> create(Authentication authentication,
+                                 @RequestBody(content = @Content(schema = @Schema(implementation = AppRequest.class)))
+                                 @Body byte[] body) {
         Caller.of(authentication).requireAdmin();
         JsonNode document = bodies.validate(body, "app");
         validator.validate(document);
@@ -78,7 +83,10 @@ class AppController {
 
     @Patch(uri = "/{appId}", consumes = {MERGE_PATCH, MediaType.APPLICATION_JSON})
     @Operation(summary = "Change an app with a JSON merge patch (RFC 7386); null removes a block")
-    AppView patch(Authentication authentication, @PathVariable String appId, @Body byte[] body) {
+    AppView patch(Authentication authentication, @PathVariable String appId,
+                  @RequestBody(description = "A JSON merge patch of the app (RFC 7386)",
+                          content = @Content(schema = @Schema(implementation = AppRequest.class)))
+                  @Body byte[] body) {
         Caller.of(authentication).requireAppAdmin(appId);
         JsonNode patch = bodies.parse(body);
         if (!patch.isObject()) {

@@ -26,6 +26,9 @@ import io.micronaut.security.authentication.Authentication;
 import io.micronaut.security.rules.SecurityRule;
 import io.micronaut.serde.annotation.Serdeable;
 import io.swagger.v3.oas.annotations.Operation;
+import io.swagger.v3.oas.annotations.media.Content;
+import io.swagger.v3.oas.annotations.media.Schema;
+import io.swagger.v3.oas.annotations.parameters.RequestBody;
 import io.swagger.v3.oas.annotations.tags.Tag;
 
 import java.time.Instant;
@@ -69,7 +72,9 @@ class AppKeyController {
 
     @Post(consumes = MediaType.APPLICATION_JSON)
     @Operation(summary = "Create an app key; the key is in this answer only")
-    HttpResponse<KeyView> create(Authentication authentication, @PathVariable String appId, @Body byte[] body) {
+    HttpResponse<KeyView> create(Authentication authentication, @PathVariable String appId,
+                                 @RequestBody(content = @Content(schema = @Schema(implementation = KeyRequest.class)))
+                                 @Body byte[] body) {
         Caller.of(authentication).requireAppAdmin(appId);
         KeyRequest request = bodies.read(body, "app-key-request", KeyRequest.class);
         apps.find(appId).orElseThrow(() -> ApiException.notFound("App"));

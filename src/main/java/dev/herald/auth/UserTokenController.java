@@ -15,6 +15,9 @@ import io.micronaut.security.authentication.Authentication;
 import io.micronaut.security.rules.SecurityRule;
 import io.micronaut.serde.annotation.Serdeable;
 import io.swagger.v3.oas.annotations.Operation;
+import io.swagger.v3.oas.annotations.media.Content;
+import io.swagger.v3.oas.annotations.media.Schema;
+import io.swagger.v3.oas.annotations.parameters.RequestBody;
 import io.swagger.v3.oas.annotations.tags.Tag;
 
 import java.time.Instant;
@@ -45,7 +48,10 @@ class UserTokenController {
 
     @Post(consumes = MediaType.APPLICATION_JSON)
     @Operation(summary = "Mint a user token (JWT) for this user id")
-    HttpResponse<TokenView> mint(Authentication authentication, @PathVariable String userId, @Nullable @Body byte[] body) {
+    HttpResponse<TokenView> mint(Authentication authentication, @PathVariable String userId,
+                                 @RequestBody(required = false,
+                                         content = @Content(schema = @Schema(implementation = TokenRequest.class)))
+                                 @Nullable @Body byte[] body) {
         Caller.of(authentication).requireScope(Scope.USERS);
         if (!UserIds.isValid(userId)) {
             throw ApiException.invalid("userId", "must be 1 to 128 characters without control characters or '/'");

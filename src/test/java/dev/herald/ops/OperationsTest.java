@@ -53,6 +53,9 @@ class OperationsTest extends HeraldTest {
         assertThat(openapi.body()).contains("openapi: 3", "/v1/apps:", "/v1/apps/{appId}:", "/v1/apps/{appId}/keys:",
                 "/v1/apps/{appId}/keys/{keyId}:", "/v1/users/{userId}/tokens:", "/v1/devices:",
                 "/v1/devices/{installationId}:", "/metrics:");
+        assertThat(openapi.body()).as("request bodies are described, not shown as bytes")
+                .contains("#/components/schemas/AppRequest", "#/components/schemas/DeviceRegistration")
+                .doesNotContain("format: byte");
     }
 
     @Test
