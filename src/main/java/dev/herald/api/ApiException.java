@@ -38,6 +38,12 @@ public class ApiException extends RuntimeException {
         return new ApiException(ProblemType.INVALID_REQUEST, detail, errors, Map.of());
     }
 
+    /** PostgreSQL could not be reached: 503, worth a retry in a few seconds. */
+    public static ApiException databaseUnavailable() {
+        return new ApiException(ProblemType.UNAVAILABLE, "The database is unavailable; retry shortly", List.of(),
+                Map.of("Retry-After", "5"));
+    }
+
     public static ApiException notFound(String what) {
         return new ApiException(ProblemType.NOT_FOUND, what + " not found");
     }

@@ -9,8 +9,6 @@ import io.micronaut.http.server.exceptions.response.ErrorContext;
 import io.micronaut.http.server.exceptions.response.ErrorResponseProcessor;
 import jakarta.inject.Singleton;
 
-import java.util.List;
-import java.util.Map;
 
 /**
  * The last resort for exceptions no more specific handler took: a request that could not reach
@@ -33,8 +31,7 @@ final class UnhandledExceptionHandler implements ExceptionHandler<RuntimeExcepti
     @Override
     public HttpResponse<?> handle(HttpRequest request, RuntimeException exception) {
         if (SqlStates.isUnavailable(exception)) {
-            return problems.handle(request, new ApiException(ProblemType.UNAVAILABLE,
-                    "The database is unavailable; retry shortly", List.of(), Map.of("Retry-After", "5")));
+            return problems.handle(request, ApiException.databaseUnavailable());
         }
         return errors.processResponse(ErrorContext.builder(request).cause(exception).build(),
                 HttpResponse.status(HttpStatus.INTERNAL_SERVER_ERROR));

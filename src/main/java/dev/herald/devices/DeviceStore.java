@@ -25,9 +25,9 @@ import java.util.Map;
 import java.util.Objects;
 
 /**
- * Registered devices in PostgreSQL. A registration is one transaction: a token held by another
- * installation is taken from it, then the installation is inserted or updated (moving it to the
- * caller if another user had it).
+ * Registered devices in PostgreSQL. Registrations are stored in batches of one transaction each: a
+ * token held by another installation is taken from it, then each installation is inserted or
+ * updated (moving it to the caller if another user had it).
  */
 @Singleton
 public class DeviceStore {
@@ -65,42 +65,6 @@ public class DeviceStore {
 
     /** The outcome of a registration: the device, and whether the installation was new. */
     public record Registered(Device device, boolean created) {
-    }
-
-    @Transactional
-    public Registered register(String userId, String installationId, DeviceRegistration registration) {
-        Timestamp now = Timestamp.from(clock.instant());
-        takeToken("push_token", "push_token_updated_at", registration.pushToken(), installationId, now);
-        if (registration.voipToken() != null) {
-            takeToken("voip_token", "voip_token_updated_at", registration.voipToken(), installationId, now);
-        }
-        return jdbc.prepareStatement("""
-                INSERT INTO devices AS d (installation_id, app_id, user_id, platform, push_token, push_token_updated_at,
-                                          voip_token, voip_token_updated_at, locale, timezone, app_version, tags,
-                                          created_at, updated_at, last_seen_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (installation_id) DO UPDATE SET""" + UPSERT_SET + """
-                RETURNING (xmax = 0),\s""" + COLUMNS, ps -> {
-            ps.setString(1, installationId);
-            ps.setString(2, registration.app());
-            ps.setString(3, userId);
-            ps.setString(4, registration.platform().wire());
-            ps.setString(5, registration.pushToken());
-            ps.setTimestamp(6, now);
-            ps.setString(7, registration.voipToken());
-            ps.setTimestamp(8, registration.voipToken() == null ? null : now);
-            ps.setString(9, registration.locale());
-            ps.setString(10, registration.timezone());
-            ps.setString(11, registration.appVersion());
-            ps.setArray(12, ps.getConnection().createArrayOf("text", registration.tags().toArray()));
-            ps.setTimestamp(13, now);
-            ps.setTimestamp(14, now);
-            ps.setTimestamp(15, now);
-            try (ResultSet rs = ps.executeQuery()) {
-                rs.next();
-                return new Registered(device(rs, 2), rs.getBoolean(1));
-            }
-        });
     }
 
     /** One registration of a batch. */
@@ -205,18 +169,6 @@ public class DeviceStore {
                 }
             }
             return found;
-        });
-    }
-
-    /** Takes {@code token} away from any other installation holding it (a token identifies one install). */
-    private void takeToken(String column, String updatedColumn, String token, String installationId, Timestamp now) {
-        jdbc.prepareStatement("UPDATE devices SET " + column + " = NULL, " + updatedColumn + " = ?"
-                + " WHERE md5(" + column + ") = md5(?) AND " + column + " = ? AND installation_id <> ?", ps -> {
-            ps.setTimestamp(1, now);
-            ps.setString(2, token);
-            ps.setString(3, token);
-            ps.setString(4, installationId);
-            return ps.executeUpdate();
         });
     }
 

@@ -49,9 +49,6 @@ public class RegistrationWriter implements AutoCloseable {
     static final int MAX_BATCH = 256;
     static final int QUEUE_CAPACITY = 8_192;
 
-    private static final ApiException DATABASE_UNAVAILABLE = new ApiException(ProblemType.UNAVAILABLE,
-            "The database is unavailable; retry shortly", List.of(), Map.of("Retry-After", "5"));
-
     private final DeviceStore store;
     private final BlockingQueue<Pending> queue = new ArrayBlockingQueue<>(QUEUE_CAPACITY);
     private final Cache<String, Boolean> knownApps = Caffeine.newBuilder()
@@ -140,7 +137,7 @@ public class RegistrationWriter implements AutoCloseable {
                     // or an app went away: settle them one by one
                     batch.forEach(this::writeAlone);
                 } else {
-                    ApiException unavailable = SqlStates.isUnavailable(e) ? DATABASE_UNAVAILABLE : null;
+                    ApiException unavailable = SqlStates.isUnavailable(e) ? ApiException.databaseUnavailable() : null;
                     if (unavailable == null) {
                         LOG.error("Storing {} device registrations failed", batch.size(), e);
                     }
@@ -154,7 +151,7 @@ public class RegistrationWriter implements AutoCloseable {
         DeviceStore.Registration r = pending.registration();
         for (int attempt = 1; ; attempt++) {
             try {
-                pending.answer().complete(store.register(r.userId(), r.installationId(), r.body()));
+                pending.answer().complete(store.registerBatch(List.of(r)).get(0));
                 return;
             } catch (RuntimeException e) {
                 if (SqlStates.isForeignKeyViolation(e)) {
