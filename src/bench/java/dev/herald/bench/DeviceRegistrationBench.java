@@ -324,6 +324,8 @@ public final class DeviceRegistrationBench {
         final long maxRequests;
         final long deadlineNanos;
         final Histogram latencyMicros = new Histogram(TimeUnit.MINUTES.toMicros(2), 3);
+        /** The same latencies, one histogram per second of the phase: shows whether the tail is steady or bursts. */
+        final List<Histogram> perSecond = new ArrayList<>();
         final CompletableFuture<Void> done = new CompletableFuture<>();
         final List<String> firstErrors = new ArrayList<>();
         long issued;
@@ -487,7 +489,13 @@ public final class DeviceRegistrationBench {
             Phase p = phase;
             p.completed++;
             p.lastCompletionNanos = now;
-            p.latencyMicros.recordValue(Math.min((now - sentAt) / 1_000, p.latencyMicros.getHighestTrackableValue()));
+            long micros = Math.min((now - sentAt) / 1_000, p.latencyMicros.getHighestTrackableValue());
+            p.latencyMicros.recordValue(micros);
+            int second = (int) ((now - p.startNanos) / 1_000_000_000L);
+            while (p.perSecond.size() <= second) {
+                p.perSecond.add(new Histogram(TimeUnit.MINUTES.toMicros(2), 2));
+            }
+            p.perSecond.get(second).recordValue(micros);
             int status = response.status().code();
             int expected = expectCreated[0] ? 201 : 200;
             if (status == expected) {
@@ -570,6 +578,8 @@ public final class DeviceRegistrationBench {
                 conns.add(c);
             }
 
+            // an operator's Prometheus scrapes all the time: load that code before the JIT settles, not mid-measurement
+            metricsText();
             Phase warm = runPhase(group, conns, new Phase("warm-up", warmup, Long.MAX_VALUE), 600);
             double warmSeconds = (warm.lastCompletionNanos - warm.startNanos) / 1e9;
             log("warm-up: %,d requests in %.1f s (%,.0f req/s), %d errors%s", warm.completed, warmSeconds,
@@ -581,6 +591,9 @@ public final class DeviceRegistrationBench {
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
             Phase run = runPhase(group, conns, new Phase("measurement", Long.MAX_VALUE, deadline), seconds + 120L);
             CpuSample cpuAfter = cpuSample(seeding.postgresData());
+            log("p99 of each second (ms): %s", run.perSecond.stream()
+                    .map(h -> String.format("%.0f", h.getValueAtPercentile(99) / 1000.0))
+                    .collect(java.util.stream.Collectors.joining(" ")));
             for (Conn c : conns) {
                 c.close();
             }

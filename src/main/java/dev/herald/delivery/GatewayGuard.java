@@ -1,0 +1,121 @@
+package dev.herald.delivery;
+
+import io.github.resilience4j.circuitbreaker.CircuitBreaker;
+import io.github.resilience4j.circuitbreaker.CircuitBreakerConfig;
+
+import java.time.Duration;
+import java.util.Queue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
+
+/**
+ * The bulkhead and circuit breaker in front of one gateway client (one app's APNs or FCM credential).
+ *
+ * <p>At most {@code maxInFlight} pushes are with the gateway at once; further pushes wait in a queue
+ * without holding a thread. When most recent pushes ended in {@link PushResult.Retry} (the gateway is
+ * down, or this credential is throttled), the circuit opens: pushes are answered
+ * {@code Retry("circuit_open")} at once, without touching the gateway, until a few trial pushes pass.
+ * Rejections and dead tokens count as a healthy gateway. Thread-safe.
+ */
+public final class GatewayGuard {
+
+    private static final String CIRCUIT_OPEN = "circuit_open";
+
+    private final int maxInFlight;
+    private final AtomicInteger inFlight = new AtomicInteger();
+    private final AtomicInteger drainRequests = new AtomicInteger();
+    private final Queue<Runnable> waiting = new ConcurrentLinkedQueue<>();
+    private final CircuitBreaker breaker;
+    private final Duration openFor;
+
+    public GatewayGuard(String name, int maxInFlight, Duration openFor) {
+        if (maxInFlight < 1) {
+            throw new IllegalArgumentException("maxInFlight must be at least 1, was " + maxInFlight);
+        }
+        this.maxInFlight = maxInFlight;
+        this.openFor = openFor;
+        this.breaker = CircuitBreaker.of(name, CircuitBreakerConfig.custom()
+                .slidingWindowType(CircuitBreakerConfig.SlidingWindowType.COUNT_BASED)
+                .slidingWindowSize(50)
+                .minimumNumberOfCalls(20)
+                .failureRateThreshold(50)
+                .waitDurationInOpenState(openFor)
+                .permittedNumberOfCallsInHalfOpenState(5)
+                .automaticTransitionFromOpenToHalfOpenEnabled(false)
+                .build());
+    }
+
+    /** Sends through the guard; {@code send} is called when a slot is free and the circuit allows it. */
+    public CompletableFuture<PushResult> call(Supplier<CompletableFuture<PushResult>> send) {
+        CompletableFuture<PushResult> answer = new CompletableFuture<>();
+        waiting.add(() -> start(send, answer));
+        drain();
+        return answer;
+    }
+
+    /** Whether the circuit is open (pushes are being answered {@code Retry} without being sent). */
+    public boolean open() {
+        return breaker.getState() == CircuitBreaker.State.OPEN;
+    }
+
+    public int inFlight() {
+        return inFlight.get();
+    }
+
+    /** Starts waiting pushes while slots are free; one thread drains at a time, others leave it a note. */
+    private void drain() {
+        if (drainRequests.getAndIncrement() != 0) {
+            return;
+        }
+        do {
+            while (inFlight.get() < maxInFlight) {
+                Runnable next = waiting.poll();
+                if (next == null) {
+                    break;
+                }
+                inFlight.incrementAndGet();
+                next.run();
+            }
+        } while (drainRequests.decrementAndGet() != 0);
+    }
+
+    private void start(Supplier<CompletableFuture<PushResult>> send, CompletableFuture<PushResult> answer) {
+        if (!breaker.tryAcquirePermission()) {
+            finish(answer, new PushResult.Retry(CIRCUIT_OPEN, openFor));
+            return;
+        }
+        long started = System.nanoTime();
+        CompletableFuture<PushResult> sent;
+        try {
+            sent = send.get();
+        } catch (RuntimeException e) {
+            sent = CompletableFuture.completedFuture(new PushResult.Retry("send_failed", null));
+        }
+        sent.whenComplete((result, failure) -> {
+            PushResult outcome = failure != null ? new PushResult.Retry("send_failed", null) : result;
+            long elapsed = System.nanoTime() - started;
+            if (outcome instanceof PushResult.Retry) {
+                breaker.onError(elapsed, TimeUnit.NANOSECONDS, new GatewayUnavailable(((PushResult.Retry) outcome).reason()));
+            } else {
+                breaker.onSuccess(elapsed, TimeUnit.NANOSECONDS);
+            }
+            finish(answer, outcome);
+        });
+    }
+
+    private void finish(CompletableFuture<PushResult> answer, PushResult result) {
+        inFlight.decrementAndGet();
+        answer.complete(result);
+        drain();
+    }
+
+    /** What the breaker counts as a failed call: the gateway answered {@link PushResult.Retry}. */
+    private static final class GatewayUnavailable extends RuntimeException {
+        GatewayUnavailable(String reason) {
+            super(reason, null, false, false);
+        }
+    }
+}
