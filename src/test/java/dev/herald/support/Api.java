@@ -68,7 +68,18 @@ public final class Api {
         return sendBytes(method, path, bearer, contentType, body == null ? null : body.getBytes(java.nio.charset.StandardCharsets.UTF_8));
     }
 
+    /** A JSON request with one extra header (such as {@code Idempotency-Key}). */
+    public Response sendWithHeader(String method, String path, String bearer, Object body, String header, String value) {
+        return sendBytes(method, path, bearer, "application/json", text(body).getBytes(java.nio.charset.StandardCharsets.UTF_8),
+                header, value);
+    }
+
     public Response sendBytes(String method, String path, String bearer, String contentType, byte[] body) {
+        return sendBytes(method, path, bearer, contentType, body, null, null);
+    }
+
+    private Response sendBytes(String method, String path, String bearer, String contentType, byte[] body,
+                               String header, String value) {
         HttpRequest.Builder request = HttpRequest.newBuilder(base.resolve(path)).timeout(Duration.ofSeconds(30))
                 .method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofByteArray(body));
         if (bearer != null) {
@@ -76,6 +87,9 @@ public final class Api {
         }
         if (contentType != null) {
             request.header("Content-Type", contentType);
+        }
+        if (header != null) {
+            request.header(header, value);
         }
         try {
             HttpResponse<String> response = CLIENT.send(request.build(), HttpResponse.BodyHandlers.ofString());

@@ -1,0 +1,184 @@
+package dev.herald.apns;
+
+import com.eatthepath.pushy.apns.ApnsClient;
+import com.eatthepath.pushy.apns.ApnsClientBuilder;
+import com.eatthepath.pushy.apns.auth.ApnsSigningKey;
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.herald.delivery.GatewayCredentials;
+import dev.herald.delivery.GatewayGuard;
+import io.netty.channel.nio.NioEventLoopGroup;
+import io.netty.util.concurrent.DefaultThreadFactory;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.ByteArrayInputStream;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/**
+ * The long-lived pushy clients of every app: one per (app, credentials version), built on the app's
+ * first push and replaced when a newer version comes; each with its own {@link GatewayGuard}. All share
+ * one Netty event loop group, owned here.
+ *
+ * <p>A replaced client is closed after {@link #GRACE}, so that pushes already queued behind it still go
+ * out. Credentials that cannot build a client (a bad key, a missing field) are remembered as
+ * {@link Unusable} for that version, with one WARN naming the app and never the key. A version older
+ * than the one in use gets the client in use: credentials only move forward.
+ *
+ * <p>Thread-safe. {@link #close()} is idempotent; afterwards every slot is {@link Closed}.
+ */
+final class ApnsClients implements AutoCloseable {
+
+    /** How long pushes in flight get to finish when a client closes. */
+    static final Duration GRACE = Duration.ofSeconds(4);
+    private static final Duration GUARD_OPEN_FOR = Duration.ofSeconds(5);
+    private static final Logger LOG = LoggerFactory.getLogger(ApnsClients.class);
+
+    /** What a push can be sent with. */
+    sealed interface Slot permits Ready, Unusable, Closed {
+    }
+
+    /** A client and its guard; {@code bundleId} is the app's APNs topic. */
+    record Ready(ApnsClient client, GatewayGuard guard, String bundleId) implements Slot {
+    }
+
+    /** These credentials cannot build a client; pushes with them are rejected. */
+    record Unusable() implements Slot {
+    }
+
+    /** The sender is closed. */
+    record Closed() implements Slot {
+    }
+
+    private record Entry(Instant version, Slot slot) {
+    }
+
+    private final ApnsConfiguration config;
+    private final NioEventLoopGroup group;
+    private final ConcurrentMap<String, Entry> entries = new ConcurrentHashMap<>();
+    private final Set<ApnsClient> retiring = ConcurrentHashMap.newKeySet();
+    private final AtomicBoolean closed = new AtomicBoolean();
+
+    @SuppressWarnings("deprecation") // pushy 0.15 picks its channel classes by the group's class: NIO, epoll or kqueue
+    ApnsClients(ApnsConfiguration config) {
+        this.config = config;
+        this.group = new NioEventLoopGroup(Math.min(2, Runtime.getRuntime().availableProcessors()),
+                new DefaultThreadFactory("herald-apns", true));
+    }
+
+    /** The slot for these credentials: the app's client, built now if it has none for this version. */
+    Slot slotFor(GatewayCredentials credentials) {
+        Entry current = entries.get(credentials.appId());
+        if (current == null || credentials.version().isAfter(current.version())) {
+            current = entries.compute(credentials.appId(), (appId, existing) -> {
+                if (closed.get() || existing != null && !credentials.version().isAfter(existing.version())) {
+                    return existing;
+                }
+                if (existing != null && existing.slot() instanceof Ready old) {
+                    retire(old.client());
+                }
+                return new Entry(credentials.version(), build(credentials));
+            });
+        }
+        return closed.get() || current == null ? new Closed() : current.slot();
+    }
+
+    private Slot build(GatewayCredentials credentials) {
+        try {
+            AppKey key = AppKey.from(credentials.block());
+            ApnsSigningKey signingKey = ApnsSigningKey.loadFromInputStream(
+                    new ByteArrayInputStream(key.privateKey().getBytes(StandardCharsets.UTF_8)), key.teamId(), key.keyId());
+            ApnsClientBuilder builder = new ApnsClientBuilder()
+                    .setApnsServer(config.hostFor(key.production()), config.port())
+                    .setSigningKey(signingKey)
+                    .setEventLoopGroup(group)
+                    .setConcurrentConnections(config.connections())
+                    .setGracefulShutdownTimeout(GRACE);
+            if (config.trustedCertificate().isPresent()) {
+                builder.setTrustedServerCertificateChain(config.trustedCertificate().get().toFile());
+            }
+            GatewayGuard guard = new GatewayGuard("apns-" + credentials.appId(), config.maxInFlight(), GUARD_OPEN_FOR);
+            return new Ready(builder.build(), guard, key.bundleId());
+        } catch (UnusableKey e) {
+            LOG.warn("APNs credentials of app {} (version {}) are unusable: {}", credentials.appId(), credentials.version(), e.getMessage());
+            return new Unusable();
+        } catch (Exception e) {
+            // the exception's message is not logged: a key parser's message may quote the key
+            LOG.warn("APNs credentials of app {} (version {}) are unusable: the client could not be built ({})",
+                    credentials.appId(), credentials.version(), e.getClass().getSimpleName());
+            return new Unusable();
+        }
+    }
+
+    /** Closes a replaced client once the pushes queued behind it had time to go out. */
+    private void retire(ApnsClient client) {
+        retiring.add(client);
+        group.schedule(() -> {
+            if (retiring.remove(client)) {
+                client.close();
+            }
+        }, GRACE.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    /** Closes every client, waiting up to about {@link #GRACE} for pushes in flight, then the event loops. */
+    @Override
+    public void close() {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
+        List<CompletableFuture<Void>> closing = new ArrayList<>();
+        entries.values().forEach(entry -> {
+            if (entry.slot() instanceof Ready ready) {
+                closing.add(ready.client().close());
+            }
+        });
+        retiring.forEach(client -> closing.add(client.close()));
+        retiring.clear();
+        try {
+            CompletableFuture.allOf(closing.toArray(CompletableFuture[]::new))
+                    .get(GRACE.toMillis() + 1_000, TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } catch (Exception e) {
+            LOG.warn("APNs clients did not close within {}: {}", GRACE, e.toString());
+        }
+        group.shutdownGracefully(0, 2, TimeUnit.SECONDS).awaitUninterruptibly(3, TimeUnit.SECONDS);
+    }
+
+    /** The fields of an app's {@code apns} block that build a client. */
+    private record AppKey(String teamId, String keyId, String privateKey, String bundleId, boolean production) {
+
+        static AppKey from(JsonNode block) throws UnusableKey {
+            String environment = required(block, "environment");
+            if (!environment.equals("sandbox") && !environment.equals("production")) {
+                throw new UnusableKey("environment must be sandbox or production");
+            }
+            return new AppKey(required(block, "teamId"), required(block, "keyId"), required(block, "privateKey"),
+                    required(block, "bundleId"), environment.equals("production"));
+        }
+
+        private static String required(JsonNode block, String field) throws UnusableKey {
+            JsonNode value = block.path(field);
+            if (!value.isTextual() || value.asText().isBlank()) {
+                throw new UnusableKey("the apns block has no " + field);
+            }
+            return value.asText();
+        }
+    }
+
+    /** Credentials that cannot work; the message names what is wrong and never quotes a value. */
+    private static final class UnusableKey extends Exception {
+        UnusableKey(String message) {
+            super(message, null, false, false);
+        }
+    }
+}

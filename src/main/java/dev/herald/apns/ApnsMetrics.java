@@ -1,0 +1,65 @@
+package dev.herald.apns;
+
+import dev.herald.delivery.PushResult;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The sender's meters: {@code herald.push.results} counted by {@code gateway=apns}, {@code app},
+ * {@code outcome} and {@code reason}, and {@code herald.push.latency} (from {@code send} to its outcome,
+ * time queued behind the in-flight limit included) by {@code gateway=apns} and {@code app}.
+ *
+ * <p>Tags are bounded: {@code reason} is one of APNs' documented reasons or one of Herald's own
+ * ({@code none}, {@code connection}, {@code circuit_open}, ...); anything else a gateway answers is
+ * counted as {@code other}. Never a token. Thread-safe.
+ */
+final class ApnsMetrics {
+
+    /** APNs' reasons, from https://developer.apple.com/documentation/usernotifications/handling-notification-responses-from-apns */
+    private static final Set<String> APNS_REASONS = Set.of(
+            "BadCollapseId", "BadDeviceToken", "BadExpirationDate", "BadMessageId", "BadPriority", "BadTopic",
+            "DeviceTokenNotForTopic", "DuplicateHeaders", "IdleTimeout", "InvalidPushType", "MissingDeviceToken",
+            "MissingTopic", "PayloadEmpty", "TopicDisallowed", "BadCertificate", "BadCertificateEnvironment",
+            "ExpiredProviderToken", "Forbidden", "InvalidProviderToken", "MissingProviderToken",
+            "UnrelatedKeyIdInToken", "BadEnvironmentKeyInToken", "BadPath", "MethodNotAllowed", "ExpiredToken",
+            "Unregistered", "PayloadTooLarge", "TooManyProviderTokenUpdates", "TooManyRequests",
+            "InternalServerError", "ServiceUnavailable", "Shutdown");
+    /** Herald's own reasons (GatewayGuard's included). */
+    private static final Set<String> HERALD_REASONS = Set.of(
+            "none", "connection", "circuit_open", "send_failed", "bad_credentials", "closed");
+
+    private final MeterRegistry meters;
+
+    ApnsMetrics(MeterRegistry meters) {
+        this.meters = meters;
+    }
+
+    void record(String app, PushResult result, long elapsedNanos) {
+        String outcome;
+        String reason;
+        if (result instanceof PushResult.Accepted) {
+            outcome = "accepted";
+            reason = "none";
+        } else if (result instanceof PushResult.Rejected rejected) {
+            outcome = "rejected";
+            reason = rejected.reason();
+        } else if (result instanceof PushResult.TokenInvalid invalid) {
+            outcome = "token_invalid";
+            reason = invalid.reason();
+        } else {
+            outcome = "retry";
+            reason = ((PushResult.Retry) result).reason();
+        }
+        meters.counter("herald.push.results", "gateway", "apns", "app", app, "outcome", outcome,
+                "reason", bounded(reason)).increment();
+        Timer.builder("herald.push.latency").tags("gateway", "apns", "app", app)
+                .register(meters).record(elapsedNanos, TimeUnit.NANOSECONDS);
+    }
+
+    static String bounded(String reason) {
+        return APNS_REASONS.contains(reason) || HERALD_REASONS.contains(reason) ? reason : "other";
+    }
+}

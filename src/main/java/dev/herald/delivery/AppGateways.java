@@ -1,0 +1,40 @@
+package dev.herald.delivery;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.github.benmanes.caffeine.cache.Cache;
+import com.github.benmanes.caffeine.cache.Caffeine;
+import dev.herald.apps.AppStore;
+import dev.herald.devices.Platform;
+import jakarta.inject.Singleton;
+
+import java.time.Duration;
+import java.util.Optional;
+
+/**
+ * Each app's gateway credentials, read from its stored document and kept for a few seconds, so a
+ * changed credential reaches the senders (which then replace their client) within {@link #FRESHNESS}.
+ * Blocking on a miss: call from worker threads only.
+ */
+@Singleton
+class AppGateways {
+
+    static final Duration FRESHNESS = Duration.ofSeconds(5);
+
+    private final AppStore apps;
+    private final Cache<String, Optional<AppStore.StoredApp>> cache = Caffeine.newBuilder()
+            .expireAfterWrite(FRESHNESS).maximumSize(10_000).build();
+
+    AppGateways(AppStore apps) {
+        this.apps = apps;
+    }
+
+    /** The app's credentials for the platform's gateway, or empty when the app has none configured. */
+    Optional<GatewayCredentials> credentials(String appId, Platform platform) {
+        Optional<AppStore.StoredApp> app = cache.get(appId, apps::find);
+        return app.flatMap(a -> {
+            JsonNode block = a.document().get(platform == Platform.IOS ? "apns" : "fcm");
+            return block == null || block.isNull() ? Optional.empty()
+                    : Optional.of(new GatewayCredentials(appId, a.updatedAt(), block));
+        });
+    }
+}

@@ -1,0 +1,113 @@
+package dev.herald.delivery;
+
+import dev.herald.apns.ApnsSender;
+import dev.herald.fcm.FcmSender;
+import jakarta.inject.Singleton;
+
+import java.nio.charset.StandardCharsets;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.Optional;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Sends one claimed push through its platform's gateway and turns what happened into the delivery's
+ * next state. Never blocks (but for a credentials lookup the first time an app is seen in a few
+ * seconds) and never fails: every outcome is a {@link Settled}.
+ */
+@Singleton
+class PushDispatcher {
+
+    /** How long a push may stay with a gateway before it counts as a passing failure. */
+    static final Duration SEND_DEADLINE = Duration.ofSeconds(30);
+
+    private final ApnsSender apns;
+    private final FcmSender fcm;
+    private final AppGateways gateways;
+    private final Clock clock;
+
+    PushDispatcher(ApnsSender apns, FcmSender fcm, AppGateways gateways, Clock clock) {
+        this.apns = apns;
+        this.fcm = fcm;
+        this.gateways = gateways;
+        this.clock = clock;
+    }
+
+    /** A delivery's next state, and the token to clear when the gateway called it dead. */
+    record Settled(DeliveryStore.Finished finished, String appId, DeliveryStore.DeadToken deadToken) {
+    }
+
+    CompletableFuture<Settled> dispatch(DeliveryStore.ClaimedPush push, NotificationPlans.Plan plan) {
+        Instant now = clock.instant();
+        String appId = plan.notification.appId();
+        if (!now.isBefore(plan.notification.expiresAt())) {
+            return done(push, appId, "expired", null);
+        }
+        if (push.platform() == null) {
+            return done(push, appId, "suppressed", "no_device");
+        }
+        if (push.token() == null) {
+            return done(push, appId, "failed", "no_token");
+        }
+        if (plan.notification.test()) {
+            return done(push, appId, "simulated", null);
+        }
+        Optional<GatewayCredentials> credentials = gateways.credentials(appId, push.platform());
+        if (credentials.isEmpty()) {
+            return done(push, appId, "suppressed", "not_configured");
+        }
+        Push outgoing = new Push(pushId(push.notificationId(), push.installationId()), push.token(),
+                plan.content(push.locale()));
+        PushSender sender = switch (push.platform()) {
+            case IOS -> apns;
+            case ANDROID -> fcm;
+        };
+        CompletableFuture<PushResult> sent;
+        try {
+            sent = sender.send(credentials.get(), outgoing);
+        } catch (RuntimeException e) {
+            sent = CompletableFuture.completedFuture(new PushResult.Retry("send_failed", null));
+        }
+        return sent.orTimeout(SEND_DEADLINE.toMillis(), TimeUnit.MILLISECONDS)
+                .exceptionally(e -> new PushResult.Retry("timeout", null))
+                .thenApply(result -> settle(push, plan, result, clock.instant()));
+    }
+
+    /** The id a push carries to the gateway (APNs {@code apns-id}): the same for every attempt and replay. */
+    static UUID pushId(String notificationId, String installationId) {
+        return UUID.nameUUIDFromBytes((notificationId + "/" + installationId).getBytes(StandardCharsets.UTF_8));
+    }
+
+    private Settled settle(DeliveryStore.ClaimedPush push, NotificationPlans.Plan plan, PushResult result, Instant now) {
+        String appId = plan.notification.appId();
+        if (result instanceof PushResult.Accepted) {
+            return settled(push, appId, "sent", null, null, null);
+        }
+        if (result instanceof PushResult.Rejected rejected) {
+            return settled(push, appId, "failed", rejected.reason(), null, null);
+        }
+        if (result instanceof PushResult.TokenInvalid invalid) {
+            return settled(push, appId, "failed", invalid.reason(), null,
+                    new DeliveryStore.DeadToken(push.installationId(), push.token(),
+                            invalid.invalidSince() == null ? now : invalid.invalidSince()));
+        }
+        PushResult.Retry retry = (PushResult.Retry) result;
+        Instant next = now.plus(Backoff.after(push.attempts(), retry.retryAfter()));
+        return next.isBefore(plan.notification.expiresAt())
+                ? settled(push, appId, "queued", retry.reason(), next, null)
+                : settled(push, appId, "expired", retry.reason(), null, null);
+    }
+
+    private static CompletableFuture<Settled> done(DeliveryStore.ClaimedPush push, String appId, String status,
+                                                   String reason) {
+        return CompletableFuture.completedFuture(settled(push, appId, status, reason, null, null));
+    }
+
+    private static Settled settled(DeliveryStore.ClaimedPush push, String appId, String status, String reason,
+                                   Instant next, DeliveryStore.DeadToken dead) {
+        return new Settled(new DeliveryStore.Finished(push.id(), status, reason, next), appId, dead);
+    }
+}

@@ -1,0 +1,183 @@
+package dev.herald.delivery;
+
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micronaut.context.annotation.Context;
+import io.micronaut.context.annotation.Requires;
+import io.micronaut.context.annotation.Value;
+import jakarta.annotation.PreDestroy;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
+
+/**
+ * Sends queued pushes. One thread claims due deliveries in batches and hands each to the
+ * {@link PushDispatcher} without waiting for the gateways (at most {@code herald.delivery.in-flight}
+ * at once); another writes what the gateways said back in bulk, clears dead tokens and counts
+ * outcomes. A claim is a lease: if this node dies, its claimed pushes fall due again after
+ * {@link #LEASE} and another node sends them (at least once; the APNs id is the same).
+ */
+@Context
+@Requires(property = "herald.delivery.enabled", notEquals = "false")
+class PushWorker implements AutoCloseable {
+
+    private static final Logger LOG = LoggerFactory.getLogger(PushWorker.class);
+    static final Duration LEASE = PushDispatcher.SEND_DEADLINE.plusSeconds(30);
+    private static final int CLAIM_BATCH = 500;
+    private static final int WRITE_BATCH = 1_000;
+
+    private final DeliveryStore store;
+    private final NotificationPlans plans;
+    private final PushDispatcher dispatcher;
+    private final WorkSignals signals;
+    private final Clock clock;
+    private final MeterRegistry meters;
+    private final Duration poll;
+    private final int maxInFlight;
+    private final Semaphore capacity;
+    private final BlockingQueue<PushDispatcher.Settled> settled = new LinkedBlockingQueue<>();
+    private final Thread claimer;
+    private final Thread writer;
+    private volatile boolean running = true;
+
+    PushWorker(DeliveryStore store, NotificationPlans plans, PushDispatcher dispatcher, WorkSignals signals,
+               Clock clock, MeterRegistry meters,
+               @Value("${herald.delivery.in-flight:5000}") int inFlight,
+               @Value("${herald.delivery.poll:500ms}") Duration poll) {
+        this.store = store;
+        this.plans = plans;
+        this.dispatcher = dispatcher;
+        this.signals = signals;
+        this.clock = clock;
+        this.meters = meters;
+        this.poll = poll;
+        this.maxInFlight = Math.max(inFlight, CLAIM_BATCH);
+        this.capacity = new Semaphore(maxInFlight);
+        signals.listen();
+        claimer = new Thread(this::claimLoop, "push-claimer");
+        writer = new Thread(this::writeLoop, "push-results");
+        claimer.setDaemon(true);
+        writer.setDaemon(true);
+        claimer.start();
+        writer.start();
+    }
+
+    private void claimLoop() {
+        while (running) {
+            try {
+                // room for a whole batch first, so that what is claimed is sent at once
+                capacity.acquire(CLAIM_BATCH);
+                List<DeliveryStore.ClaimedPush> claimed;
+                try {
+                    claimed = store.claimDue(clock.instant(), LEASE, CLAIM_BATCH);
+                } finally {
+                    capacity.release(CLAIM_BATCH);
+                }
+                if (claimed.isEmpty()) {
+                    signals.pushes.await(poll);
+                    continue;
+                }
+                capacity.acquire(claimed.size());
+                Map<String, NotificationPlans.Plan> byId = plans.get(claimed.stream()
+                        .map(DeliveryStore.ClaimedPush::notificationId).collect(Collectors.toSet()));
+                for (DeliveryStore.ClaimedPush push : claimed) {
+                    NotificationPlans.Plan plan = byId.get(push.notificationId());
+                    if (plan == null) {
+                        // the notification was deleted with its app: its deliveries went with it
+                        capacity.release();
+                        continue;
+                    }
+                    dispatcher.dispatch(push, plan).thenAccept(settled::add);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            } catch (RuntimeException e) {
+                // the database is away: claimed pushes fall due again when their lease ends
+                LOG.warn("Claiming pushes failed; retrying shortly: {}", e.toString());
+                pause();
+            }
+        }
+    }
+
+    private void writeLoop() {
+        List<PushDispatcher.Settled> batch = new ArrayList<>(WRITE_BATCH);
+        // after close, until every push in flight has been written (or the join gives up)
+        while (running || capacity.availablePermits() < maxInFlight) {
+            try {
+                PushDispatcher.Settled first = settled.poll(200, TimeUnit.MILLISECONDS);
+                if (first == null) {
+                    continue;
+                }
+                batch.add(first);
+                settled.drainTo(batch, WRITE_BATCH - 1);
+                write(batch);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            } finally {
+                batch.clear();
+            }
+        }
+    }
+
+    private void write(List<PushDispatcher.Settled> batch) {
+        while (true) {
+            try {
+                Instant now = clock.instant();
+                store.finish(batch.stream().map(PushDispatcher.Settled::finished).toList(), now);
+                List<DeliveryStore.DeadToken> dead = batch.stream().map(PushDispatcher.Settled::deadToken)
+                        .filter(d -> d != null).toList();
+                if (!dead.isEmpty()) {
+                    List<String> cleared = store.clearDeadTokens(dead, now);
+                    meters.counter("herald.devices.tokens.cleared").increment(cleared.size());
+                }
+                break;
+            } catch (RuntimeException e) {
+                if (!running) {
+                    // not written: the leases end and the pushes are sent again by whoever runs next
+                    break;
+                }
+                LOG.warn("Recording {} push outcomes failed; retrying shortly: {}", batch.size(), e.toString());
+                pause();
+            }
+        }
+        for (PushDispatcher.Settled s : batch) {
+            DeliveryStore.Finished f = s.finished();
+            meters.counter("herald.deliveries", "app", s.appId(), "channel", "push", "status", f.status(),
+                    "reason", f.reason() == null ? "none" : f.reason()).increment();
+        }
+        capacity.release(batch.size());
+    }
+
+    private void pause() {
+        try {
+            signals.pushes.await(Duration.ofSeconds(1));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    @PreDestroy
+    public void close() {
+        running = false;
+        claimer.interrupt();
+        try {
+            claimer.join(TimeUnit.SECONDS.toMillis(5));
+            writer.join(TimeUnit.SECONDS.toMillis(10));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

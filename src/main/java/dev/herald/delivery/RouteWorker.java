@@ -1,0 +1,140 @@
+package dev.herald.delivery;
+
+import dev.herald.notifications.NotificationStore;
+import dev.herald.notifications.StoredNotification;
+import io.micronaut.context.annotation.Context;
+import io.micronaut.context.annotation.Requires;
+import io.micronaut.context.annotation.Value;
+import io.micronaut.transaction.TransactionOperations;
+import jakarta.annotation.PreDestroy;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.sql.Connection;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
+
+/**
+ * Runs routing jobs: notifications scheduled for later, and targets too large to route while
+ * accepting. A job is claimed with a lease and routed a chunk per transaction, each chunk advancing
+ * the job's cursor and renewing the lease, so pushes start after the first chunk and a node that dies
+ * mid-way leaves the rest to another node. A cancelled notification's job is gone, and routing stops.
+ */
+@Context
+@Requires(property = "herald.delivery.enabled", notEquals = "false")
+class RouteWorker implements AutoCloseable {
+
+    private static final Logger LOG = LoggerFactory.getLogger(RouteWorker.class);
+    static final Duration LEASE = Duration.ofMinutes(1);
+
+    private final DeliveryStore store;
+    private final NotificationStore notifications;
+    private final Router router;
+    private final WorkSignals signals;
+    private final TransactionOperations<Connection> transactions;
+    private final Clock clock;
+    private final Duration poll;
+    private final Thread thread;
+    private volatile boolean running = true;
+
+    RouteWorker(DeliveryStore store, NotificationStore notifications, Router router, WorkSignals signals,
+                TransactionOperations<Connection> transactions, Clock clock,
+                @Value("${herald.delivery.poll:500ms}") Duration poll) {
+        this.store = store;
+        this.notifications = notifications;
+        this.router = router;
+        this.signals = signals;
+        this.transactions = transactions;
+        this.clock = clock;
+        this.poll = poll;
+        signals.listen();
+        thread = new Thread(this::loop, "router");
+        thread.setDaemon(true);
+        thread.start();
+    }
+
+    private void loop() {
+        while (running) {
+            try {
+                List<DeliveryStore.Job> jobs = store.claimJobs(clock.instant(), LEASE, 20);
+                if (jobs.isEmpty()) {
+                    signals.router.await(poll);
+                    continue;
+                }
+                Map<String, StoredNotification> byId = notifications.findAll(jobs.stream()
+                        .map(DeliveryStore.Job::notificationId).collect(Collectors.toSet()))
+                        .stream().collect(Collectors.toMap(StoredNotification::id, n -> n));
+                for (DeliveryStore.Job job : jobs) {
+                    if (!running) {
+                        return;
+                    }
+                    run(job, byId.get(job.notificationId()));
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            } catch (RuntimeException e) {
+                LOG.warn("Routing failed; its jobs are taken up again when their lease ends: {}", e.toString());
+                try {
+                    signals.router.await(Duration.ofSeconds(1));
+                } catch (InterruptedException interrupted) {
+                    Thread.currentThread().interrupt();
+                    return;
+                }
+            }
+        }
+    }
+
+    private void run(DeliveryStore.Job job, StoredNotification notification) {
+        if (notification == null || "cancelled".equals(notification.status())) {
+            transactions.executeWrite(status -> store.deleteJob(job.id()));
+            return;
+        }
+        if ("scheduled".equals(notification.status())) {
+            // from here on a cancel answers 409: routing began
+            boolean began = transactions.executeWrite(status -> notifications.leaveScheduled(notification.id(), "routing"));
+            if (!began) {
+                transactions.executeWrite(status -> store.deleteJob(job.id()));
+                return;
+            }
+        }
+        String cursor = job.cursor();
+        while (running) {
+            String from = cursor;
+            Router.Step step = transactions.executeWrite(status -> {
+                Router.Step next = router.routeChunk(notification.id(), notification.appId(), notification.request(),
+                        from, clock.instant());
+                if (next.done()) {
+                    if (store.deleteJob(job.id())) {
+                        notifications.markRouted(notification.id());
+                    }
+                } else if (!store.advanceJob(job.id(), next.cursor(), clock.instant().plus(LEASE))) {
+                    status.setRollbackOnly();
+                    return new Router.Step(from, true);
+                }
+                return next;
+            });
+            signals.wakePushes();
+            if (step.done()) {
+                return;
+            }
+            cursor = step.cursor();
+        }
+    }
+
+    @Override
+    @PreDestroy
+    public void close() {
+        running = false;
+        thread.interrupt();
+        try {
+            thread.join(TimeUnit.SECONDS.toMillis(5));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

@@ -1,0 +1,138 @@
+package dev.herald.notifications;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.herald.api.ApiException;
+import dev.herald.api.JsonBodies;
+import dev.herald.auth.Caller;
+import dev.herald.delivery.DeliveryStore;
+import dev.herald.delivery.Router;
+import dev.herald.delivery.WorkSignals;
+import io.micronaut.transaction.annotation.Transactional;
+import jakarta.inject.Singleton;
+
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.UUID;
+
+/**
+ * Accepts notifications durably: the notification, its idempotency key and its work (the deliveries
+ * themselves for a small target sent now, else a routing job) commit in one transaction, so once the
+ * caller has its 202 nothing is lost.
+ */
+@Singleton
+public class NotificationService {
+
+    /** Targets up to this many ids, sent now, are routed while accepting; larger ones by a routing job. */
+    static final int ROUTE_WHILE_ACCEPTING = 100;
+
+    private final NotificationStore notifications;
+    private final DeliveryStore deliveries;
+    private final Router router;
+    private final WorkSignals signals;
+    private final ObjectMapper mapper;
+
+    NotificationService(NotificationStore notifications, DeliveryStore deliveries, Router router, WorkSignals signals,
+                        JsonBodies bodies) {
+        this.notifications = notifications;
+        this.deliveries = deliveries;
+        this.router = router;
+        this.signals = signals;
+        this.mapper = bodies.mapper();
+    }
+
+    /** The answer to {@code POST /v1/notifications}; {@code replay} when an idempotency key matched. */
+    public record Accepted(String id, String status, int recipients, boolean replay, boolean routed) {
+    }
+
+    @Transactional
+    public Accepted accept(Caller.AppKey key, JsonNode body, NotificationRequest request, String idempotencyKey,
+                           Instant now) {
+        String id = "ntf_" + UUID.randomUUID().toString().replace("-", "");
+        if (idempotencyKey != null) {
+            byte[] hash = hash(body);
+            var remembered = notifications.rememberKey(key.appId(), idempotencyKey, hash, id, now);
+            if (remembered.isPresent()) {
+                if (!NotificationStore.sameHash(remembered.get().requestHash(), hash)) {
+                    throw ApiException.conflict("This Idempotency-Key was used with another body in the last 24 hours");
+                }
+                StoredNotification first = notifications.find(key.appId(), remembered.get().notificationId())
+                        .orElseThrow(() -> ApiException.conflict("This Idempotency-Key's notification is gone"));
+                return new Accepted(first.id(), first.acceptedAs(), first.recipients(), true, false);
+            }
+        }
+        Instant sendAt = request.sendAt() == null ? now : request.sendAt();
+        Instant expiresAt = sendAt.plusSeconds(request.ttlSeconds());
+        Target target = request.target();
+        boolean routeNow = request.sendAt() == null && target.kind() != Target.Kind.TAGS
+                && target.ids().size() <= ROUTE_WHILE_ACCEPTING;
+        int recipients = switch (target.kind()) {
+            case USERS -> target.ids().size();
+            case DEVICES -> deliveries.countDevices(key.appId(), target.ids());
+            case TAGS -> deliveries.countTagged(key.appId(), target.ids());
+        };
+        String status = request.sendAt() == null ? "routing" : "scheduled";
+        notifications.insert(id, key.appId(), key.test(), body, status, recipients, routeNow, sendAt, expiresAt, now);
+        if (routeNow) {
+            router.routeAll(id, key.appId(), request, now);
+            signals.announce(WorkSignals.Kind.PUSH);
+        } else {
+            deliveries.insertJob(id, sendAt);
+            signals.announce(WorkSignals.Kind.ROUTE);
+        }
+        return new Accepted(id, request.sendAt() == null ? "accepted" : "scheduled", recipients, false, routeNow);
+    }
+
+    /**
+     * Cancels a scheduled notification: true when it is (now or already) cancelled, false when routing
+     * began; empty when the app has no such notification.
+     */
+    @Transactional
+    public java.util.Optional<Boolean> cancel(String appId, String id) {
+        var found = notifications.find(appId, id);
+        if (found.isEmpty()) {
+            return java.util.Optional.empty();
+        }
+        if ("cancelled".equals(found.get().status())) {
+            return java.util.Optional.of(true);
+        }
+        if (notifications.leaveScheduled(id, "cancelled")) {
+            deliveries.deleteJobsOf(id);
+            return java.util.Optional.of(true);
+        }
+        return java.util.Optional.of(false);
+    }
+
+    /** SHA-256 of the body with object keys sorted, so key order and spacing do not make another body. */
+    byte[] hash(JsonNode body) {
+        try {
+            return MessageDigest.getInstance("SHA-256").digest(mapper.writeValueAsBytes(canonical(body)));
+        } catch (NoSuchAlgorithmException | JsonProcessingException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private JsonNode canonical(JsonNode node) {
+        if (node.isObject()) {
+            ObjectNode sorted = mapper.createObjectNode();
+            List<String> names = new ArrayList<>();
+            node.fieldNames().forEachRemaining(names::add);
+            Collections.sort(names);
+            names.forEach(name -> sorted.set(name, canonical(node.get(name))));
+            return sorted;
+        }
+        if (node.isArray()) {
+            ArrayNode array = mapper.createArrayNode();
+            node.forEach(element -> array.add(canonical(element)));
+            return array;
+        }
+        return node;
+    }
+}
