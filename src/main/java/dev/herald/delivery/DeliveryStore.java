@@ -27,82 +27,115 @@ import java.util.Optional;
 @Singleton
 public class DeliveryStore {
 
-    private static final String INSERT = """
-            INSERT INTO deliveries (notification_id, user_id, installation_id, channel, status, reason, attempts,
-                                    next_attempt_at, updated_at)
-            """;
-    /** A device with a token is queued for a push now; one whose token was cleared fails at once. */
-    private static final String PUSH_ROW = """
-            SELECT ?, d.user_id, d.installation_id, 'push',
-                   CASE WHEN d.push_token IS NULL THEN 'failed' ELSE 'queued' END,
-                   CASE WHEN d.push_token IS NULL THEN 'no_token' END, 0,
-                   CASE WHEN d.push_token IS NULL THEN NULL ELSE ?::timestamptz END, ?
-            FROM devices d
-            """;
-
     private final JdbcOperations jdbc;
 
     DeliveryStore(JdbcOperations jdbc) {
         this.jdbc = jdbc;
     }
 
-    // ------------------------------------------------------------------ routing
-
-    /** Queues a push for each of these installations of the app; answers how many matched. */
-    public int enqueueDevices(String notificationId, String appId, List<String> installationIds, Instant now) {
-        return jdbc.prepareStatement(INSERT + PUSH_ROW + " WHERE d.app_id = ? AND d.installation_id = ANY(?)", ps -> {
-            bindPushRow(ps, notificationId, now);
-            ps.setString(4, appId);
-            ps.setArray(5, ps.getConnection().createArrayOf("text", installationIds.toArray()));
-            return ps.executeUpdate();
-        });
-    }
+    private static final String INSERT = """
+            INSERT INTO deliveries (notification_id, user_id, installation_id, channel, status, reason, attempts,
+                                    next_attempt_at, updated_at)
+            """;
 
     /**
-     * Queues a push for the next {@code limit} devices of the app (in installation id order after
-     * {@code after}) carrying one of the tags; answers the last installation id routed, or empty when
-     * none was left.
+     * Inserts a push delivery for each device {@code chosen} selects (a CTE over {@code devices} with
+     * installation_id, user_id, platform, push_token, locale): a device with a token is queued, its
+     * first attempt leased until the given time to the node that routes it (which sends it at once; if
+     * that node dies, the lease ends and any node sends it); one whose token was cleared fails at once.
+     * Answers the leased pushes and the last installation id routed.
      */
-    public Optional<String> enqueueTagged(String notificationId, String appId, List<String> tags, String after,
-                                          int limit, Instant now) {
-        return jdbc.prepareStatement(INSERT + PUSH_ROW + """
-                WHERE d.installation_id IN (
-                    SELECT installation_id FROM devices
-                    WHERE app_id = ? AND installation_id > ? AND cardinality(tags) > 0 AND tags && ?::text[]
-                    ORDER BY installation_id LIMIT ?)
-                RETURNING installation_id""", ps -> {
-            bindPushRow(ps, notificationId, now);
-            ps.setString(4, appId);
-            ps.setString(5, after);
-            ps.setArray(6, ps.getConnection().createArrayOf("text", tags.toArray()));
-            ps.setInt(7, limit);
+    private Routed insertPushes(String chosen, String notificationId, Instant now, Instant leasedUntil,
+                                           SqlBinder bindChosen) {
+        return jdbc.prepareStatement("WITH chosen AS (" + chosen + "), inserted AS (" + INSERT + """
+                    SELECT ?, c.user_id, c.installation_id, 'push',
+                           CASE WHEN c.push_token IS NULL THEN 'failed' ELSE 'queued' END,
+                           CASE WHEN c.push_token IS NULL THEN 'no_token' END,
+                           CASE WHEN c.push_token IS NULL THEN 0 ELSE 1 END,
+                           CASE WHEN c.push_token IS NULL THEN NULL ELSE ?::timestamptz END, ?
+                    FROM chosen c
+                    RETURNING id, installation_id, status)
+                SELECT i.id, c.user_id, c.installation_id, c.platform, c.push_token, c.locale, i.status
+                FROM inserted i JOIN chosen c ON c.installation_id = i.installation_id""", ps -> {
+            int next = bindChosen.bind(ps);
+            ps.setString(next, notificationId);
+            ps.setTimestamp(next + 1, Timestamp.from(leasedUntil));
+            ps.setTimestamp(next + 2, Timestamp.from(now));
+            List<ClaimedPush> leased = new ArrayList<>();
             String last = null;
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
-                    String id = rs.getString(1);
-                    if (last == null || id.compareTo(last) > 0) {
-                        last = id;
+                    String installation = rs.getString(3);
+                    if (last == null || installation.compareTo(last) > 0) {
+                        last = installation;
+                    }
+                    if ("queued".equals(rs.getString(7))) {
+                        leased.add(new ClaimedPush(rs.getLong(1), notificationId, rs.getString(2), installation, 1,
+                                Platform.fromWire(rs.getString(4)), rs.getString(5), rs.getString(6)));
                     }
                 }
             }
-            return Optional.ofNullable(last);
+            return new Routed(leased, last);
+        });
+    }
+
+    /** Pushes routed and leased to this node, and the last installation id routed (null when none). */
+    public record Routed(List<ClaimedPush> leased, String lastInstallation) {
+    }
+
+    /** Binds a statement's first parameters; answers the index of the next one. */
+    @FunctionalInterface
+    private interface SqlBinder {
+        int bind(java.sql.PreparedStatement ps) throws SQLException;
+    }
+
+    private static final String DEVICE_COLUMNS = "SELECT installation_id, user_id, platform, push_token, locale FROM devices";
+
+    /** Pushes to these installations of the app, leased until {@code leasedUntil}. */
+    public Routed enqueueDevices(String notificationId, String appId, List<String> installationIds,
+                                 Instant now, Instant leasedUntil) {
+        return insertPushes(DEVICE_COLUMNS + " WHERE app_id = ? AND installation_id = ANY(?)", notificationId, now,
+                leasedUntil, ps -> {
+                    ps.setString(1, appId);
+                    ps.setArray(2, ps.getConnection().createArrayOf("text", installationIds.toArray()));
+                    return 3;
+                });
+    }
+
+    /**
+     * Pushes to the next {@code limit} devices of the app (in installation id order after {@code after})
+     * carrying one of the tags, leased until {@code leasedUntil}.
+     */
+    public Routed enqueueTagged(String notificationId, String appId, List<String> tags, String after, int limit,
+                                Instant now, Instant leasedUntil) {
+        return insertPushes(DEVICE_COLUMNS + " " + """
+                 WHERE app_id = ? AND installation_id > ? AND cardinality(tags) > 0 AND tags && ?::text[]
+                 ORDER BY installation_id LIMIT ?""", notificationId, now, leasedUntil, ps -> {
+            ps.setString(1, appId);
+            ps.setString(2, after);
+            ps.setArray(3, ps.getConnection().createArrayOf("text", tags.toArray()));
+            ps.setInt(4, limit);
+            return 5;
         });
     }
 
     /**
-     * Routes users: a queued push for each of their devices of the app when {@code push}, else nothing
-     * for push; {@code suppressed / no_device} for a user without one; and {@code suppressed} with
-     * {@code otherReason} for each channel in {@code otherChannels} (those not built yet).
+     * Routes users: a push for each of their devices of the app when {@code push} (leased until
+     * {@code leasedUntil}, answered), {@code suppressed / no_device} for a user without one; and
+     * {@code suppressed} with {@code otherReason} for each channel in {@code otherChannels} (those not
+     * built yet).
      */
-    public void enqueueUsers(String notificationId, String appId, List<String> userIds, boolean push,
-                             List<String> otherChannels, String otherReason, Instant now) {
+    public List<ClaimedPush> enqueueUsers(String notificationId, String appId, List<String> userIds, boolean push,
+                                          List<String> otherChannels, String otherReason, Instant now,
+                                          Instant leasedUntil) {
+        List<ClaimedPush> leased = List.of();
         if (push) {
-            jdbc.prepareStatement(INSERT + PUSH_ROW + " WHERE d.app_id = ? AND d.user_id = ANY(?)", ps -> {
-                bindPushRow(ps, notificationId, now);
-                ps.setString(4, appId);
-                ps.setArray(5, ps.getConnection().createArrayOf("text", userIds.toArray()));
-                return ps.executeUpdate();
-            });
+            leased = insertPushes(DEVICE_COLUMNS + " WHERE app_id = ? AND user_id = ANY(?)", notificationId, now,
+                    leasedUntil, ps -> {
+                        ps.setString(1, appId);
+                        ps.setArray(2, ps.getConnection().createArrayOf("text", userIds.toArray()));
+                        return 3;
+                    }).leased();
             jdbc.prepareStatement(INSERT + """
                     SELECT ?, u.id, NULL, 'push', 'suppressed', 'no_device', 0, NULL, ?
                     FROM unnest(?::text[]) AS u(id)
@@ -126,6 +159,7 @@ public class DeliveryStore {
                 return ps.executeUpdate();
             });
         }
+        return leased;
     }
 
     /** How many of these installations the app has. */
@@ -148,13 +182,6 @@ public class DeliveryStore {
                 return rs.getInt(1);
             }
         });
-    }
-
-    private static void bindPushRow(java.sql.PreparedStatement ps, String notificationId, Instant now)
-            throws SQLException {
-        ps.setString(1, notificationId);
-        ps.setTimestamp(2, Timestamp.from(now));
-        ps.setTimestamp(3, Timestamp.from(now));
     }
 
     // ------------------------------------------------------------------ routing jobs
@@ -253,6 +280,16 @@ public class DeliveryStore {
                 }
             }
             return claimed;
+        });
+    }
+
+    /** Makes leased pushes due now again, for any node to claim. */
+    @Transactional
+    public void releaseLeases(List<Long> ids, Instant now) {
+        jdbc.prepareStatement("UPDATE deliveries SET next_attempt_at = ? WHERE id = ANY(?) AND status = 'queued'", ps -> {
+            ps.setTimestamp(1, Timestamp.from(now));
+            ps.setArray(2, ps.getConnection().createArrayOf("bigint", ids.toArray()));
+            return ps.executeUpdate();
         });
     }
 

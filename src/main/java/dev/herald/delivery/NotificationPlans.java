@@ -58,6 +58,13 @@ class NotificationPlans {
         return found;
     }
 
+    /** Keeps a notification this node just stored, so sending it needs no read. */
+    Plan remember(StoredNotification notification) {
+        Plan plan = new Plan(notification);
+        cache.put(notification.id(), plan);
+        return plan;
+    }
+
     /** Forgets a notification (cancelled or deleted). */
     void forget(String id) {
         cache.invalidate(id);

@@ -20,6 +20,8 @@ import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 
+import dev.herald.notifications.StoredNotification;
+
 /**
  * Sends queued pushes. One thread claims due deliveries in batches and hands each to the
  * {@link PushDispatcher} without waiting for the gateways (at most {@code herald.delivery.in-flight}
@@ -29,10 +31,13 @@ import java.util.stream.Collectors;
  */
 @Context
 @Requires(property = "herald.delivery.enabled", notEquals = "false")
-class PushWorker implements AutoCloseable {
+public class PushWorker implements AutoCloseable {
 
     private static final Logger LOG = LoggerFactory.getLogger(PushWorker.class);
-    static final Duration LEASE = PushDispatcher.SEND_DEADLINE.plusSeconds(30);
+    /** How long a claimed push is this node's: a node that dies leaves it to the others after this. */
+    public static final Duration LEASE = PushDispatcher.SEND_DEADLINE.plusSeconds(30);
+    /** How long a hand-off waits for room among the pushes in flight before leaving them to the queue. */
+    private static final Duration HAND_OFF_WAIT = Duration.ofSeconds(5);
     private static final int CLAIM_BATCH = 500;
     private static final int WRITE_BATCH = 1_000;
 
@@ -106,6 +111,36 @@ class PushWorker implements AutoCloseable {
                 // the database is away: claimed pushes fall due again when their lease ends
                 LOG.warn("Claiming pushes failed; retrying shortly: {}", e.toString());
                 pause();
+            }
+        }
+    }
+
+    /**
+     * Sends pushes this node just routed and leased to itself, once their rows committed: no claim
+     * query, no wait for the poll. Waits (up to a few seconds) while too many pushes are in flight,
+     * which slows whoever routes; pushes that still find no room go back to the queue.
+     */
+    public void handOff(StoredNotification notification, List<DeliveryStore.ClaimedPush> leased) {
+        if (leased.isEmpty()) {
+            return;
+        }
+        NotificationPlans.Plan plan = plans.remember(notification);
+        for (int from = 0; from < leased.size(); from += CLAIM_BATCH) {
+            List<DeliveryStore.ClaimedPush> chunk = leased.subList(from, Math.min(leased.size(), from + CLAIM_BATCH));
+            boolean room;
+            try {
+                room = running && capacity.tryAcquire(chunk.size(), HAND_OFF_WAIT.toMillis(), TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                room = false;
+            }
+            if (!room) {
+                store.releaseLeases(chunk.stream().map(DeliveryStore.ClaimedPush::id).toList(), clock.instant());
+                signals.wakePushes();
+                continue;
+            }
+            for (DeliveryStore.ClaimedPush push : chunk) {
+                dispatcher.dispatch(push, plan).thenAccept(settled::add);
             }
         }
     }

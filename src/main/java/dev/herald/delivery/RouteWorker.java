@@ -34,6 +34,7 @@ class RouteWorker implements AutoCloseable {
     private final DeliveryStore store;
     private final NotificationStore notifications;
     private final Router router;
+    private final PushWorker pushes;
     private final WorkSignals signals;
     private final TransactionOperations<Connection> transactions;
     private final Clock clock;
@@ -41,12 +42,14 @@ class RouteWorker implements AutoCloseable {
     private final Thread thread;
     private volatile boolean running = true;
 
-    RouteWorker(DeliveryStore store, NotificationStore notifications, Router router, WorkSignals signals,
+    RouteWorker(DeliveryStore store, NotificationStore notifications, Router router, PushWorker pushes,
+                WorkSignals signals,
                 TransactionOperations<Connection> transactions, Clock clock,
                 @Value("${herald.delivery.poll:500ms}") Duration poll) {
         this.store = store;
         this.notifications = notifications;
         this.router = router;
+        this.pushes = pushes;
         this.signals = signals;
         this.transactions = transactions;
         this.clock = clock;
@@ -107,18 +110,18 @@ class RouteWorker implements AutoCloseable {
             String from = cursor;
             Router.Step step = transactions.executeWrite(status -> {
                 Router.Step next = router.routeChunk(notification.id(), notification.appId(), notification.request(),
-                        from, clock.instant());
+                        from, clock.instant(), clock.instant().plus(PushWorker.LEASE));
                 if (next.done()) {
                     if (store.deleteJob(job.id())) {
                         notifications.markRouted(notification.id());
                     }
                 } else if (!store.advanceJob(job.id(), next.cursor(), clock.instant().plus(LEASE))) {
                     status.setRollbackOnly();
-                    return new Router.Step(from, true);
+                    return new Router.Step(from, true, List.of());
                 }
                 return next;
             });
-            signals.wakePushes();
+            pushes.handOff(notification, step.leased());
             if (step.done()) {
                 return;
             }

@@ -8,7 +8,6 @@ import jakarta.inject.Singleton;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Optional;
 
 /**
  * Turns a notification's target into deliveries, a chunk at a time, inside the caller's transaction.
@@ -31,41 +30,49 @@ public class Router {
         this.store = store;
     }
 
-    /** Where routing stands after a chunk: the cursor to go on from, or done. */
-    public record Step(String cursor, boolean done) {
+    /**
+     * Where routing stands after a chunk: the cursor to go on from, or done; and the pushes routed,
+     * leased to this node until {@code leasedUntil} for it to send at once, after the commit.
+     */
+    public record Step(String cursor, boolean done, List<DeliveryStore.ClaimedPush> leased) {
     }
 
-    /** Routes the whole target at once (small targets, while accepting). */
-    public void routeAll(String notificationId, String appId, NotificationRequest request, Instant now) {
-        Step step = new Step("", false);
+    /** Routes the whole target at once (small targets, while accepting); answers the pushes leased. */
+    public List<DeliveryStore.ClaimedPush> routeAll(String notificationId, String appId, NotificationRequest request,
+                                                    Instant now, Instant leasedUntil) {
+        List<DeliveryStore.ClaimedPush> leased = new ArrayList<>();
+        Step step = new Step("", false, List.of());
         while (!step.done()) {
-            step = routeChunk(notificationId, appId, request, step.cursor(), now);
+            step = routeChunk(notificationId, appId, request, step.cursor(), now, leasedUntil);
+            leased.addAll(step.leased());
         }
+        return leased;
     }
 
     /** Routes the next chunk after {@code cursor} ({@code ""} at the start). */
     public Step routeChunk(String notificationId, String appId, NotificationRequest request, String cursor,
-                           Instant now) {
+                           Instant now, Instant leasedUntil) {
         Target target = request.target();
         boolean push = request.channels().contains(Channel.PUSH);
         switch (target.kind()) {
             case TAGS -> {
                 if (!push) {
-                    return new Step(cursor, true);
+                    return new Step(cursor, true, List.of());
                 }
-                Optional<String> last = store.enqueueTagged(notificationId, appId, target.ids(), cursor,
-                        DEVICE_CHUNK, now);
-                return last.map(l -> new Step(l, false)).orElseGet(() -> new Step(cursor, true));
+                DeliveryStore.Routed routed = store.enqueueTagged(notificationId, appId, target.ids(), cursor,
+                        DEVICE_CHUNK, now, leasedUntil);
+                return routed.lastInstallation() == null ? new Step(cursor, true, List.of())
+                        : new Step(routed.lastInstallation(), false, routed.leased());
             }
             case DEVICES -> {
                 List<String> chunk = nextIds(target.ids(), cursor, DEVICE_CHUNK);
-                if (push && !chunk.isEmpty()) {
-                    store.enqueueDevices(notificationId, appId, chunk, now);
-                }
-                return step(chunk, cursor, DEVICE_CHUNK);
+                List<DeliveryStore.ClaimedPush> leased = push && !chunk.isEmpty()
+                        ? store.enqueueDevices(notificationId, appId, chunk, now, leasedUntil).leased() : List.of();
+                return step(chunk, cursor, DEVICE_CHUNK, leased);
             }
             case USERS -> {
                 List<String> chunk = nextIds(target.ids(), cursor, USER_CHUNK);
+                List<DeliveryStore.ClaimedPush> leased = List.of();
                 if (!chunk.isEmpty()) {
                     List<String> others = new ArrayList<>();
                     for (Channel channel : List.of(Channel.IN_APP, Channel.LIVE, Channel.EMAIL)) {
@@ -73,19 +80,20 @@ public class Router {
                             others.add(channel.wire());
                         }
                     }
-                    store.enqueueUsers(notificationId, appId, chunk, push, others, "not_configured", now);
+                    leased = store.enqueueUsers(notificationId, appId, chunk, push, others, "not_configured", now,
+                            leasedUntil);
                 }
-                return step(chunk, cursor, USER_CHUNK);
+                return step(chunk, cursor, USER_CHUNK, leased);
             }
             default -> throw new IllegalStateException("unknown target " + target.kind());
         }
     }
 
-    private static Step step(List<String> chunk, String cursor, int size) {
+    private static Step step(List<String> chunk, String cursor, int size, List<DeliveryStore.ClaimedPush> leased) {
         if (chunk.isEmpty()) {
-            return new Step(cursor, true);
+            return new Step(cursor, true, leased);
         }
-        return new Step(chunk.get(chunk.size() - 1), chunk.size() < size);
+        return new Step(chunk.get(chunk.size() - 1), chunk.size() < size, leased);
     }
 
     /** The next {@code size} ids after {@code cursor} in sorted order. */

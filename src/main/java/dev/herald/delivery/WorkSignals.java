@@ -1,6 +1,5 @@
 package dev.herald.delivery;
 
-import io.micronaut.data.jdbc.runtime.JdbcOperations;
 import io.micronaut.data.connection.jdbc.advice.DelegatingDataSource;
 import jakarta.annotation.PreDestroy;
 import jakarta.inject.Singleton;
@@ -19,8 +18,8 @@ import java.util.concurrent.locks.LockSupport;
 /**
  * Wakes the routing and push workers when work arrives: at once on this node ({@link #wakeRouter()},
  * {@link #wakePushes()} after a commit), and on every other node through PostgreSQL's
- * {@code LISTEN/NOTIFY} ({@link #announce(Kind)} inside the transaction that made the work, delivered
- * when it commits). Workers also poll, so a lost notification only delays work by a poll interval.
+ * {@code LISTEN/NOTIFY} ({@link #announce(Kind)} after the commit, coalesced). Workers also poll, so
+ * a lost notification only delays work by a poll interval.
  */
 @Singleton
 public class WorkSignals implements AutoCloseable {
@@ -33,15 +32,18 @@ public class WorkSignals implements AutoCloseable {
         ROUTE, PUSH
     }
 
+    /** How often pending announcements are sent to the other nodes. */
+    static final Duration ANNOUNCE_EVERY = Duration.ofMillis(20);
+
     final WorkSignal router = new WorkSignal();
+    private volatile boolean routeToAnnounce;
+    private volatile boolean pushToAnnounce;
     final WorkSignal pushes = new WorkSignal();
-    private final JdbcOperations jdbc;
     private final DataSource dataSource;
     private volatile boolean running = true;
     private Thread listener;
 
-    WorkSignals(JdbcOperations jdbc, DataSource dataSource) {
-        this.jdbc = jdbc;
+    WorkSignals(DataSource dataSource) {
         // the raw pool: this connection lives outside any transaction, for as long as the node
         this.dataSource = DelegatingDataSource.unwrapDataSource(dataSource);
     }
@@ -55,12 +57,19 @@ public class WorkSignals implements AutoCloseable {
         }
     }
 
-    /** Tells every node, once the current transaction commits, that work of this kind is waiting. */
+    /**
+     * Tells every node, soon, that work of this kind is waiting: the listening connection sends one
+     * {@code NOTIFY} per kind at most every {@link #ANNOUNCE_EVERY}, outside any request's
+     * transaction (a transaction that notifies holds a lock through its commit that serializes every
+     * other notifying commit, which would cap accepting at one commit at a time). Call after the work
+     * committed.
+     */
     public void announce(Kind kind) {
-        jdbc.prepareStatement("SELECT pg_notify('" + CHANNEL + "', ?)", ps -> {
-            ps.setString(1, kind.name());
-            return ps.execute();
-        });
+        if (kind == Kind.ROUTE) {
+            routeToAnnounce = true;
+        } else {
+            pushToAnnounce = true;
+        }
     }
 
     public void wakeRouter() {
@@ -82,7 +91,8 @@ public class WorkSignals implements AutoCloseable {
                 PGConnection pg = connection.unwrap(PGConnection.class);
                 pause = Duration.ofMillis(200);
                 while (running) {
-                    PGNotification[] notifications = pg.getNotifications(500);
+                    sendAnnouncements(connection);
+                    PGNotification[] notifications = pg.getNotifications((int) ANNOUNCE_EVERY.toMillis());
                     if (notifications == null) {
                         continue;
                     }
@@ -104,6 +114,24 @@ public class WorkSignals implements AutoCloseable {
                 pushes.signal();
                 LockSupport.parkNanos(pause.toNanos());
                 pause = pause.multipliedBy(2).compareTo(Duration.ofSeconds(5)) > 0 ? Duration.ofSeconds(5) : pause.multipliedBy(2);
+            }
+        }
+    }
+
+    private void sendAnnouncements(Connection connection) throws SQLException {
+        for (Kind kind : Kind.values()) {
+            boolean pending = kind == Kind.ROUTE ? routeToAnnounce : pushToAnnounce;
+            if (!pending) {
+                continue;
+            }
+            if (kind == Kind.ROUTE) {
+                routeToAnnounce = false;
+            } else {
+                pushToAnnounce = false;
+            }
+            try (var statement = connection.prepareStatement("SELECT pg_notify('" + CHANNEL + "', ?)")) {
+                statement.setString(1, kind.name());
+                statement.execute();
             }
         }
     }

@@ -2,7 +2,6 @@ package dev.herald.fcm;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.google.api.client.http.HttpResponseException;
-import com.google.api.client.json.JsonFactory;
 import com.google.auth.RequestMetadataCallback;
 import com.google.auth.oauth2.GoogleCredentials;
 import com.google.auth.oauth2.ServiceAccountCredentials;
@@ -11,12 +10,13 @@ import com.google.firebase.FirebaseOptions;
 import com.google.firebase.ImplFirebaseTrampolines;
 import com.google.firebase.ThreadManager;
 import com.google.firebase.internal.SdkUtils;
-import com.google.firebase.messaging.Message;
 import dev.herald.delivery.GatewayCredentials;
 import dev.herald.delivery.GatewayGuard;
 import dev.herald.delivery.Push;
 import dev.herald.delivery.PushResult;
 import org.apache.hc.client5.http.async.methods.SimpleHttpResponse;
+import org.apache.hc.core5.http.Header;
+import org.apache.hc.core5.http.message.BasicHeader;
 
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
@@ -24,7 +24,7 @@ import java.nio.charset.StandardCharsets;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
-import java.util.HashMap;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -36,9 +36,10 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * One app's FCM client for one version of its credentials: a named {@link FirebaseApp} (never the default app) holding
  * the service account's OAuth credentials and project id, and the {@link GatewayGuard} in front of it.
  *
- * <p>A push is sent as firebase-admin sends it (same URL, headers and {@code {"message": ...}} body) but without
- * {@code FirebaseMessaging.sendAsync}, which parks a thread for the whole exchange and retries 503 itself for up to
- * ~7.5 s (longer when FCM sends {@code Retry-After}). Here the access token comes from the credentials' asynchronous
+ * <p>A push is sent as firebase-admin sends it (same URL, headers and {@code {"message": ...}} body, see
+ * {@link FcmPayloads#json}) but without {@code FirebaseMessaging.sendAsync}, which runs each send on a thread of a
+ * 100-thread pool that it parks for the whole exchange, and retries 503 itself for up to ~7.5 s (sleeping out
+ * FCM's {@code Retry-After} up to 60 s each time). Here the access token comes from the credentials' asynchronous
  * API (at once while fresh; fetched from the account's {@code token_uri} on the shared executor, never on the caller's
  * thread, when missing or expired) and the request goes through the shared {@link FcmEndpoint}. Nothing is retried:
  * a {@link PushResult.Retry} goes back to Herald's own retry, which honours {@code Retry-After}.
@@ -48,18 +49,23 @@ import java.util.concurrent.atomic.AtomicBoolean;
 final class FcmApp implements FcmClient {
 
     private static final Duration OPEN_FOR = Duration.ofSeconds(5);
-    private static final Map<String, List<String>> FIREBASE_HEADERS = Map.of(
-            "X-GOOG-API-FORMAT-VERSION", List.of("2"),
-            "X-Firebase-Client", List.of("fire-admin-java/" + SdkUtils.getVersion()));
+    /** The headers firebase-admin sends with every FCM request. */
+    private static final List<Header> FIREBASE_HEADERS = List.of(
+            new BasicHeader("X-GOOG-API-FORMAT-VERSION", "2"),
+            new BasicHeader("X-Firebase-Client", "fire-admin-java/" + SdkUtils.getVersion()));
 
     private final Instant version;
     private final FirebaseApp app;
     private final GoogleCredentials credentials;
     private final String path;
-    private final JsonFactory json;
     private final GatewayGuard guard;
     private final Deps deps;
     private final AtomicBoolean refreshing = new AtomicBoolean();
+    private volatile Headers headers = new Headers(Map.of(), new Header[0]);
+
+    /** The request headers for one access token (google-auth hands out the same metadata map until it refreshes). */
+    private record Headers(Map<String, List<String>> metadata, Header[] all) {
+    }
 
     /** What every app's client shares: the HTTP endpoint, the executor for token fetches, answers and time. */
     record Deps(FcmEndpoint endpoint, ExecutorService executor, FcmOutcomes outcomes, Clock clock, int maxInFlight) {
@@ -70,7 +76,6 @@ final class FcmApp implements FcmClient {
         this.app = app;
         this.credentials = ImplFirebaseTrampolines.getCredentials(app);
         this.path = "/v1/projects/" + ImplFirebaseTrampolines.getProjectId(app) + "/messages:send";
-        this.json = app.getOptions().getJsonFactory();
         this.guard = guard;
         this.deps = deps;
     }
@@ -118,8 +123,7 @@ final class FcmApp implements FcmClient {
     CompletableFuture<PushResult> send(Push push) {
         CompletableFuture<PushResult> result = new CompletableFuture<>();
         try {
-            Message message = FcmPayloads.message(push.content(), push.token(), deps.clock().instant());
-            byte[] body = json.toByteArray(Map.of("message", message));
+            byte[] body = FcmPayloads.json(push.content(), push.token(), deps.clock().instant());
             credentials.getRequestMetadata(FcmEndpoint.FCM_URI, deps.executor(), new RequestMetadataCallback() {
                 @Override
                 public void onSuccess(Map<String, List<String>> metadata) {
@@ -133,7 +137,7 @@ final class FcmApp implements FcmClient {
                             : deps.outcomes().failure());
                 }
             });
-        } catch (IOException | RuntimeException e) {
+        } catch (RuntimeException e) {
             result.complete(deps.outcomes().failure());
         }
         return result;
@@ -145,10 +149,19 @@ final class FcmApp implements FcmClient {
     }
 
     private void post(Map<String, List<String>> metadata, byte[] body, CompletableFuture<PushResult> result) {
-        Map<String, List<String>> headers = new HashMap<>(metadata);
-        headers.putAll(FIREBASE_HEADERS);
-        deps.endpoint().post(path, headers, body).whenComplete((response, failure) ->
+        deps.endpoint().post(path, headers(metadata), body).whenComplete((response, failure) ->
                 result.complete(failure != null ? deps.outcomes().failure() : answer(response)));
+    }
+
+    private Header[] headers(Map<String, List<String>> metadata) {
+        Headers current = headers;
+        if (current.metadata() != metadata) {
+            List<Header> all = new ArrayList<>(FIREBASE_HEADERS);
+            metadata.forEach((name, values) -> values.forEach(value -> all.add(new BasicHeader(name, value))));
+            current = new Headers(metadata, all.toArray(Header[]::new));
+            headers = current;
+        }
+        return current.all();
     }
 
     private PushResult answer(SimpleHttpResponse response) {

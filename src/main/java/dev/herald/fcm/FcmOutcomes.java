@@ -1,14 +1,16 @@
 package dev.herald.fcm;
 
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
 import com.google.api.client.json.JsonFactory;
 import com.google.firebase.ErrorCode;
 import com.google.firebase.messaging.MessagingErrorCode;
 import com.google.firebase.messaging.internal.MessagingServiceErrorResponse;
-import com.google.firebase.messaging.internal.MessagingServiceResponse;
 import dev.herald.delivery.PushResult;
 import org.apache.hc.client5.http.async.methods.SimpleHttpResponse;
 import org.apache.hc.core5.http.Header;
 
+import java.io.IOException;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
@@ -36,6 +38,8 @@ final class FcmOutcomes {
 
     static final String CONNECTION = "connection";
 
+    private static final com.fasterxml.jackson.core.JsonFactory JACKSON = new com.fasterxml.jackson.core.JsonFactory();
+
     private final JsonFactory json;
     private final Clock clock;
 
@@ -47,8 +51,7 @@ final class FcmOutcomes {
     PushResult of(SimpleHttpResponse response) {
         int status = response.getCode();
         if (status >= 200 && status < 300) {
-            MessagingServiceResponse accepted = parse(response, MessagingServiceResponse.class);
-            return new PushResult.Accepted(accepted == null ? null : accepted.getMessageId());
+            return new PushResult.Accepted(messageName(response.getBodyBytes()));
         }
         MessagingServiceErrorResponse error = parse(response, MessagingServiceErrorResponse.class);
         MessagingErrorCode code = error == null ? null : error.getMessagingErrorCode();
@@ -70,7 +73,7 @@ final class FcmOutcomes {
     }
 
     /** {@code Retry-After} as delay-seconds or an HTTP-date; {@code null} when absent or unreadable. */
-    Duration retryAfter(SimpleHttpResponse response) {
+    private Duration retryAfter(SimpleHttpResponse response) {
         Header header = response.getFirstHeader("Retry-After");
         if (header == null || header.getValue() == null) {
             return null;
@@ -111,6 +114,28 @@ final class FcmOutcomes {
             case 504 -> ErrorCode.DEADLINE_EXCEEDED;
             default -> ErrorCode.UNKNOWN;
         };
+    }
+
+    /** The {@code name} of FCM's {@code {"name": "projects/p/messages/id"}}; {@code null} when there is none. */
+    private static String messageName(byte[] body) {
+        if (body == null) {
+            return null;
+        }
+        try (JsonParser parser = JACKSON.createParser(body)) {
+            if (parser.nextToken() != JsonToken.START_OBJECT) {
+                return null;
+            }
+            for (JsonToken token = parser.nextToken(); token == JsonToken.FIELD_NAME; token = parser.nextToken()) {
+                if ("name".equals(parser.currentName())) {
+                    return parser.nextTextValue();
+                }
+                parser.nextToken();
+                parser.skipChildren();
+            }
+        } catch (IOException notJson) {
+            // accepted all the same
+        }
+        return null;
     }
 
     /** The body parsed as firebase-admin parses it; {@code null} when it is not JSON (a proxy's HTML page). */

@@ -9,6 +9,7 @@ import dev.herald.delivery.Priority;
 import dev.herald.delivery.PushContent;
 import dev.herald.delivery.PushKind;
 
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.io.UncheckedIOException;
@@ -35,7 +36,8 @@ import java.util.Map;
 public final class FcmPayloads {
 
     /**
-     * The largest {@link #size} Herald sends. FCM allows 4096 bytes of notification and data payload; Herald keeps
+     * The largest {@link #size} to accept for an FCM push (FcmSender does not check; FCM answers a bigger one
+     * {@code INVALID_ARGUMENT}, a rejection). FCM allows 4096 bytes of notification and data payload; Herald keeps
      * a margin below it because FCM's own count (keys and values, plus a few fields it adds) is not published
      * byte for byte.
      *
@@ -70,37 +72,68 @@ public final class FcmPayloads {
     }
 
     /**
+     * The HTTP v1 send body {@code {"message": ...}} for {@code token}: the JSON firebase-admin writes for
+     * {@link #message(PushContent, String, Instant)}, written directly (firebase-admin's reflective serializer costs
+     * more than the rest of a send). {@code FcmPayloadsTest} holds the two equal for every kind of push.
+     */
+    public static byte[] json(PushContent content, String token, Instant now) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream(256 + 64 * content.data().size());
+        try (JsonGenerator json = JSON.createGenerator(out)) {
+            json.writeStartObject();
+            json.writeObjectFieldStart("message");
+            json.writeStringField("token", token);
+            writeNotificationAndData(content, json);
+            json.writeObjectFieldStart("android");
+            json.writeStringField("priority", high(content) ? "high" : "normal");
+            json.writeStringField("ttl", ttl(content, now));
+            if (content.collapseKey() != null) {
+                json.writeStringField("collapse_key", content.collapseKey());
+            }
+            json.writeEndObject();
+            json.writeEndObject();
+            json.writeEndObject();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        return out.toByteArray();
+    }
+
+    /**
      * The payload size FCM's limit applies to, as Herald counts it: the UTF-8 bytes of the compact JSON
      * {@code {"notification":{"title":..,"body":..},"data":{..,"link":..}}} exactly as {@link #message} fills
-     * them ({@code notification} only for alerts, {@code data} only when not empty, absent fields left out). The token, {@code android} options and
-     * the envelope are not counted, as FCM does not count them. An upper bound of FCM's own count, which sums
-     * the keys and values.
+     * them ({@code notification} only for alerts, {@code data} only when not empty, absent fields left out). The
+     * token, {@code android} options and the envelope are not counted, as FCM does not count them. An upper bound of
+     * FCM's own count, which sums the keys and values.
      */
     public static int size(PushContent content) {
         CountingStream counter = new CountingStream();
         try (JsonGenerator json = JSON.createGenerator(counter)) {
             json.writeStartObject();
-            if (content.kind() == PushKind.ALERT) {
-                json.writeObjectFieldStart("notification");
-                json.writeStringField("title", content.title());
-                if (content.body() != null) {
-                    json.writeStringField("body", content.body());
-                }
-                json.writeEndObject();
-            }
-            Map<String, String> data = data(content);
-            if (!data.isEmpty()) {
-                json.writeObjectFieldStart("data");
-                for (Map.Entry<String, String> entry : data.entrySet()) {
-                    json.writeStringField(entry.getKey(), entry.getValue());
-                }
-                json.writeEndObject();
-            }
+            writeNotificationAndData(content, json);
             json.writeEndObject();
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
         return counter.count;
+    }
+
+    private static void writeNotificationAndData(PushContent content, JsonGenerator json) throws IOException {
+        if (content.kind() == PushKind.ALERT) {
+            json.writeObjectFieldStart("notification");
+            json.writeStringField("title", content.title());
+            if (content.body() != null) {
+                json.writeStringField("body", content.body());
+            }
+            json.writeEndObject();
+        }
+        Map<String, String> data = data(content);
+        if (!data.isEmpty()) {
+            json.writeObjectFieldStart("data");
+            for (Map.Entry<String, String> entry : data.entrySet()) {
+                json.writeStringField(entry.getKey(), entry.getValue());
+            }
+            json.writeEndObject();
+        }
     }
 
     static Map<String, String> data(PushContent content) {
@@ -113,15 +146,33 @@ public final class FcmPayloads {
     }
 
     private static AndroidConfig android(PushContent content, Instant now) {
-        boolean high = content.kind() == PushKind.VOIP || content.priority() == Priority.HIGH;
-        long ttl = Math.max(0, Duration.between(now, content.expiresAt()).toMillis());
         AndroidConfig.Builder android = AndroidConfig.builder()
-                .setPriority(high ? AndroidConfig.Priority.HIGH : AndroidConfig.Priority.NORMAL)
-                .setTtl(ttl);
+                .setPriority(high(content) ? AndroidConfig.Priority.HIGH : AndroidConfig.Priority.NORMAL)
+                .setTtl(ttlMillis(content, now));
         if (content.collapseKey() != null) {
             android.setCollapseKey(content.collapseKey());
         }
         return android.build();
+    }
+
+    private static boolean high(PushContent content) {
+        return content.kind() == PushKind.VOIP || content.priority() == Priority.HIGH;
+    }
+
+    private static long ttlMillis(PushContent content, Instant now) {
+        return Math.max(0, Duration.between(now, content.expiresAt()).toMillis());
+    }
+
+    /** As firebase-admin's {@code AndroidConfig} writes it: {@code "90s"}, or {@code "1.500000000s"}. */
+    private static String ttl(PushContent content, Instant now) {
+        long millis = ttlMillis(content, now);
+        long seconds = millis / 1000;
+        long nanos = (millis % 1000) * 1_000_000;
+        if (nanos == 0) {
+            return seconds + "s";
+        }
+        String fraction = Long.toString(nanos);
+        return seconds + "." + "0".repeat(9 - fraction.length()) + fraction + "s";
     }
 
     /** Counts the bytes written to it. */

@@ -28,12 +28,15 @@ import java.util.concurrent.atomic.AtomicInteger;
 /**
  * Sends pushes to Android devices through FCM HTTP v1, with firebase-admin's credentials and message model.
  *
- * <p>One client per app, built on first use from the app's {@code fcm} credentials and replaced (the old FirebaseApp
- * deleted) when a push carries newer credentials; each has its own {@code GatewayGuard} ({@code herald.fcm.max-in-flight}
- * pushes with FCM at once, circuit open for 5 s when most answers are {@code Retry}). All clients share one HTTP
- * client ({@code herald.fcm.url} redirects it from {@code https://fcm.googleapis.com}, for tests and relays).
+ * <p>One client per app, built on the first push from the app's {@code fcm} credentials (parsing the key is the only
+ * work done on the caller's thread) and replaced, the old FirebaseApp deleted, when a push carries newer credentials
+ * (a push with older ones uses the current client). Each has its own {@code GatewayGuard}:
+ * {@code herald.fcm.max-in-flight} pushes with FCM at once, the circuit open for 5 s when most answers are
+ * {@code Retry}. All clients share the HTTP/2 connections of one {@link FcmEndpoint}, one per core;
+ * {@code herald.fcm.url} sends them to a relay or a test endpoint instead of {@code https://fcm.googleapis.com}.
  *
- * <p>Per {@link PushSender}: {@link #send} never blocks and never completes exceptionally. Its future usually
+ * <p>Per {@link PushSender}: {@link #send} never blocks and never completes exceptionally; a push is never retried
+ * here ({@link PushResult.Retry} carries FCM's {@code Retry-After} back to Herald's own retry). Its future usually
  * completes on an HTTP I/O thread: what depends on it must not block. Metrics: counter {@code herald.push.results}
  * ({@code gateway=fcm, app, outcome, reason}) and timer {@code herald.push.latency} ({@code gateway=fcm, app}) for
  * the exchanges with FCM. Tokens and keys are never logged or tagged.
@@ -55,7 +58,7 @@ public final class FcmSender implements PushSender {
 
     /**
      * @param url         base URL standing for {@code https://fcm.googleapis.com}; empty for Google's
-     * @param maxInFlight pushes with FCM at once per app (and connections to FCM in all)
+     * @param maxInFlight pushes with FCM at once per app
      */
     @Inject
     public FcmSender(@Value("${herald.fcm.url:}") String url,
@@ -63,7 +66,7 @@ public final class FcmSender implements PushSender {
                      MeterRegistry registry, Clock clock) {
         this.registry = registry;
         this.executor = executor();
-        FcmEndpoint endpoint = new FcmEndpoint(url, maxInFlight);
+        FcmEndpoint endpoint = new FcmEndpoint(url, Math.max(2, Runtime.getRuntime().availableProcessors()));
         this.deps = new FcmApp.Deps(endpoint, executor,
                 new FcmOutcomes(ApiClientUtils.getDefaultJsonFactory(), clock), clock, maxInFlight);
     }

@@ -12,6 +12,7 @@ import dev.herald.auth.Scope;
 import dev.herald.delivery.DeliveryStore;
 import dev.herald.delivery.DeliveryView;
 import dev.herald.delivery.PushContent;
+import dev.herald.delivery.PushWorker;
 import dev.herald.delivery.WorkSignals;
 import dev.herald.fcm.FcmPayloads;
 import io.micronaut.core.annotation.Nullable;
@@ -59,12 +60,15 @@ class NotificationController {
     private final NotificationStore store;
     private final DeliveryStore deliveries;
     private final WorkSignals signals;
+    private final java.util.Optional<PushWorker> pushes;
     private final JsonBodies bodies;
     private final Clock clock;
     private final MeterRegistry meters;
 
     NotificationController(NotificationService service, NotificationStore store, DeliveryStore deliveries,
-                           WorkSignals signals, JsonBodies bodies, Clock clock, MeterRegistry meters) {
+                           WorkSignals signals, java.util.Optional<PushWorker> pushes, JsonBodies bodies, Clock clock,
+                           MeterRegistry meters) {
+        this.pushes = pushes;
         this.service = service;
         this.store = store;
         this.deliveries = deliveries;
@@ -93,9 +97,14 @@ class NotificationController {
         NotificationService.Accepted accepted = service.accept(key, node, request, idempotencyKey, now);
         if (!accepted.replay()) {
             if (accepted.routed()) {
-                signals.wakePushes();
+                if (pushes.isPresent()) {
+                    pushes.get().handOff(accepted.stored(), accepted.leased());
+                } else {
+                    signals.announce(WorkSignals.Kind.PUSH);
+                }
             } else {
                 signals.wakeRouter();
+                signals.announce(WorkSignals.Kind.ROUTE);
             }
             meters.counter("herald.notifications.accepted", "app", key.appId(),
                     "target", request.target().kind().wire()).increment();

@@ -9,8 +9,8 @@ import dev.herald.api.ApiException;
 import dev.herald.api.JsonBodies;
 import dev.herald.auth.Caller;
 import dev.herald.delivery.DeliveryStore;
+import dev.herald.delivery.PushWorker;
 import dev.herald.delivery.Router;
-import dev.herald.delivery.WorkSignals;
 import io.micronaut.transaction.annotation.Transactional;
 import jakarta.inject.Singleton;
 
@@ -20,6 +20,7 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
+import java.util.Optional;
 import java.util.UUID;
 
 /**
@@ -36,20 +37,26 @@ public class NotificationService {
     private final NotificationStore notifications;
     private final DeliveryStore deliveries;
     private final Router router;
-    private final WorkSignals signals;
     private final ObjectMapper mapper;
 
-    NotificationService(NotificationStore notifications, DeliveryStore deliveries, Router router, WorkSignals signals,
-                        JsonBodies bodies) {
+    private final Optional<PushWorker> pushes;
+
+    NotificationService(NotificationStore notifications, DeliveryStore deliveries, Router router,
+                        Optional<PushWorker> pushes, JsonBodies bodies) {
+        this.pushes = pushes;
         this.notifications = notifications;
         this.deliveries = deliveries;
         this.router = router;
-        this.signals = signals;
         this.mapper = bodies.mapper();
     }
 
-    /** The answer to {@code POST /v1/notifications}; {@code replay} when an idempotency key matched. */
-    public record Accepted(String id, String status, int recipients, boolean replay, boolean routed) {
+    /**
+     * The answer to {@code POST /v1/notifications}; {@code replay} when an idempotency key matched.
+     * {@code stored} and {@code leased}: the notification and the pushes routed while accepting, leased
+     * to this node to send once the transaction committed (empty when a routing job will do it).
+     */
+    public record Accepted(String id, String status, int recipients, boolean replay, boolean routed,
+                           StoredNotification stored, List<DeliveryStore.ClaimedPush> leased) {
     }
 
     @Transactional
@@ -65,7 +72,7 @@ public class NotificationService {
                 }
                 StoredNotification first = notifications.find(key.appId(), remembered.get().notificationId())
                         .orElseThrow(() -> ApiException.conflict("This Idempotency-Key's notification is gone"));
-                return new Accepted(first.id(), first.acceptedAs(), first.recipients(), true, false);
+                return new Accepted(first.id(), first.acceptedAs(), first.recipients(), true, false, first, List.of());
             }
         }
         Instant sendAt = request.sendAt() == null ? now : request.sendAt();
@@ -80,14 +87,17 @@ public class NotificationService {
         };
         String status = request.sendAt() == null ? "routing" : "scheduled";
         notifications.insert(id, key.appId(), key.test(), body, status, recipients, routeNow, sendAt, expiresAt, now);
+        List<DeliveryStore.ClaimedPush> leased = List.of();
         if (routeNow) {
-            router.routeAll(id, key.appId(), request, now);
-            signals.announce(WorkSignals.Kind.PUSH);
+            // with no push worker on this node, the pushes are due at once for whichever node claims them
+            leased = router.routeAll(id, key.appId(), request, now, pushes.isPresent() ? now.plus(PushWorker.LEASE) : now);
         } else {
             deliveries.insertJob(id, sendAt);
-            signals.announce(WorkSignals.Kind.ROUTE);
         }
-        return new Accepted(id, request.sendAt() == null ? "accepted" : "scheduled", recipients, false, routeNow);
+        StoredNotification stored = new StoredNotification(id, key.appId(), key.test(), request, status, recipients,
+                routeNow, sendAt, expiresAt, now);
+        return new Accepted(id, request.sendAt() == null ? "accepted" : "scheduled", recipients, false, routeNow,
+                stored, pushes.isPresent() ? leased : List.of());
     }
 
     /**

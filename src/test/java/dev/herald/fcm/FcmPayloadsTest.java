@@ -9,10 +9,12 @@ import dev.herald.delivery.PushKind;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.MethodSource;
 
 import java.nio.charset.StandardCharsets;
 import java.time.Instant;
 import java.util.Map;
+import java.util.stream.Stream;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -49,6 +51,26 @@ class FcmPayloadsTest {
 
         assertThat(wire(FcmPayloads.message(background, "tok", NOW))).isEqualTo(JSON.readTree("""
                 {"token": "tok", "android": {"priority": "normal", "ttl": "0s"}}"""));
+    }
+
+    static Stream<PushContent> contents() {
+        return Stream.of(
+                new PushContent(PushKind.ALERT, "Grüße", "☃ body", Map.of("a", "1", "b", "\"quoted\""), "herald://x", 2,
+                        "ding", "ck", Priority.HIGH, NOW.plusMillis(86_400_123)),
+                new PushContent(PushKind.ALERT, "t", null, Map.of(), null, null, null, null, Priority.NORMAL, NOW),
+                new PushContent(PushKind.BACKGROUND, null, null, Map.of("sync", "1"), "l", null, null, "c",
+                        Priority.HIGH, NOW.plusMillis(1)),
+                new PushContent(PushKind.VOIP, null, null, Map.of(), null, null, null, null, Priority.NORMAL,
+                        NOW.minusSeconds(30)));
+    }
+
+    @ParameterizedTest
+    @MethodSource("contents")
+    void theWireBodyIsWhatFirebaseAdminWritesForTheMessage(PushContent content) throws Exception {
+        byte[] firebase = ApiClientUtils.getDefaultJsonFactory()
+                .toByteArray(Map.of("message", FcmPayloads.message(content, "tok:en", NOW)));
+
+        assertThat(JSON.readTree(FcmPayloads.json(content, "tok:en", NOW))).isEqualTo(JSON.readTree(firebase));
     }
 
     @Test

@@ -87,6 +87,8 @@ class FcmSenderTest {
         assertThat(((PushResult.Accepted) result).gatewayId()).startsWith("projects/" + PROJECT + "/messages/");
         FakeFcm.Send sent = onlySend();
         assertThat(sent.projectId()).isEqualTo(PROJECT);
+        assertThat(sent.protocol()).isEqualTo("HTTP/2"); // h2c to a plain http:// base URL
+        assertThat(sent.header("host")).isEqualTo("fcm.googleapis.com"); // as addressed; the route was rewritten
         assertThat(sent.header("authorization")).startsWith("Bearer ya29.fake-");
         assertThat(sent.header("x-goog-api-format-version")).isEqualTo("2");
         assertThat(sent.header("content-type")).startsWith("application/json");
@@ -143,6 +145,18 @@ class FcmSenderTest {
                 : expected instanceof PushResult.Rejected ? "rejected" : "token_invalid";
         assertThat(registry.get("herald.push.results").tags("gateway", "fcm", "app", app, "outcome", outcome,
                 "reason", answer.errorCode()).counter().count()).isEqualTo(1);
+    }
+
+    @Test
+    void scriptedAnswersHoldWhenTheEndpointDoesNotRecord() throws Exception {
+        String token = Fixtures.fcmToken();
+        fcm.answer(token, FakeFcm.Answer.unregistered());
+        fcm.recording(false);
+        try {
+            assertThat(send(credentials(V1, account), alert(), token)).isEqualTo(new PushResult.TokenInvalid("UNREGISTERED", null));
+        } finally {
+            fcm.recording(true);
+        }
     }
 
     @Test

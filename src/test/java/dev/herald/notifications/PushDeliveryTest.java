@@ -240,7 +240,7 @@ class PushDeliveryTest extends HeraldTest implements TestPropertyProvider {
     @Test
     void throttledPushIsRetriedUntilAccepted() {
         String token = fcmToken();
-        String installation = register("busy-" + token.substring(1, 9), androidDevice(tenant.app(), token));
+        String installation = register("busy-" + apnsToken().substring(0, 8), androidDevice(tenant.app(), token));
         fcm.answer(token, FakeFcm.Answer.quotaExceeded("1"));
 
         String id = send(Map.of("to", Map.of("devices", List.of(installation)), "title", "Hi"));
@@ -338,7 +338,7 @@ class PushDeliveryTest extends HeraldTest implements TestPropertyProvider {
     @Test
     void shortTtlDuringAnOutageEndsExpired() {
         String token = fcmToken();
-        String installation = register("ttl-" + token.substring(1, 9), androidDevice(tenant.app(), token));
+        String installation = register("ttl-" + apnsToken().substring(0, 8), androidDevice(tenant.app(), token));
         fcm.answer(token, FakeFcm.Answer.unavailable(null));
 
         JsonNode status = awaitStatus(send(Map.of("to", Map.of("devices", List.of(installation)), "title", "Soon stale",

@@ -1,5 +1,7 @@
 package dev.herald.support;
 
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.netty.bootstrap.ServerBootstrap;
@@ -8,6 +10,7 @@ import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoopGroup;
@@ -23,14 +26,27 @@ import io.netty.handler.codec.http.FullHttpRequest;
 import io.netty.handler.codec.http.FullHttpResponse;
 import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpHeaderValues;
-import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpObjectAggregator;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.HttpServerCodec;
+import io.netty.handler.codec.http.HttpServerUpgradeHandler;
 import io.netty.handler.codec.http.HttpUtil;
 import io.netty.handler.codec.http.HttpVersion;
+import io.netty.handler.codec.http2.CleartextHttp2ServerUpgradeHandler;
+import io.netty.handler.codec.http2.DefaultHttp2DataFrame;
+import io.netty.handler.codec.http2.DefaultHttp2Headers;
+import io.netty.handler.codec.http2.DefaultHttp2HeadersFrame;
+import io.netty.handler.codec.http2.DefaultHttp2WindowUpdateFrame;
+import io.netty.handler.codec.http2.Http2DataFrame;
+import io.netty.handler.codec.http2.Http2FrameCodecBuilder;
+import io.netty.handler.codec.http2.Http2FrameStream;
+import io.netty.handler.codec.http2.Http2Headers;
+import io.netty.handler.codec.http2.Http2HeadersFrame;
+import io.netty.handler.codec.http2.Http2Settings;
+import io.netty.util.ReferenceCountUtil;
 import io.netty.util.concurrent.GlobalEventExecutor;
 
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -39,6 +55,7 @@ import java.net.URLDecoder;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Base64;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Queue;
@@ -48,17 +65,20 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Function;
+import java.util.function.Supplier;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * A loopback FCM HTTP v1 endpoint over plain HTTP/1.1 (Netty, so it keeps up with a load test), for tests: {@code POST /v1/projects/{projectId}/messages:send}
+ * A loopback FCM HTTP v1 endpoint over plain HTTP/1.1 or HTTP/2 with prior knowledge (h2c), on Netty so it keeps
+ * up with a load test: {@code POST /v1/projects/{projectId}/messages:send}
  * and a Google OAuth token endpoint {@code POST /token} (JWT-bearer grant).
  *
  * <p>Every send must carry {@code Authorization: Bearer <a token this endpoint issued>}, else it is answered
  * 401 {@code UNAUTHENTICATED}. Sends are answered 200 {@code {"name": "projects/<p>/messages/<n>"}} unless a test
  * scripted another {@link Answer} for the device token; errors have FCM's real body shape. Every send and token
- * request is recorded. {@link #stop()} and {@link #start()} close and reopen the same port, to simulate an outage;
+ * request is recorded, unless {@link #recording(boolean) recording} is off for a load test. {@link #stop()} and {@link #start()} close and reopen the same port, to simulate an outage;
  * issued access tokens stay valid across them. Thread-safe.
  *
  * @see <a href="https://firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode">FCM v1 error codes</a>
@@ -67,10 +87,11 @@ public final class FakeFcm implements AutoCloseable {
 
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final Pattern SEND = Pattern.compile("/v1/projects/([^/]+)/messages:send");
+    private static final int MAX_STREAMS = 1000;
     private static final String JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
-    /** One send as the endpoint received it; header names are lower case. */
-    public record Send(String projectId, Map<String, List<String>> headers, JsonNode body) {
+    /** One send as the endpoint received it: over {@code HTTP/2} or {@code HTTP/1.1}; header names in lower case. */
+    public record Send(String projectId, String protocol, Map<String, List<String>> headers, JsonNode body) {
 
         public String header(String name) {
             List<String> values = headers.get(name.toLowerCase());
@@ -131,6 +152,8 @@ public final class FakeFcm implements AutoCloseable {
     private final Queue<Send> sends = new ConcurrentLinkedQueue<>();
     private final Queue<TokenRequest> tokenRequests = new ConcurrentLinkedQueue<>();
     private final AtomicLong sent = new AtomicLong();
+    private final AtomicLong repeats = new AtomicLong();
+    private final java.util.Set<String> tokensSeen = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final AtomicLong ids = new AtomicLong();
     private volatile boolean recording = true;
     private volatile boolean refuseTokens;
@@ -159,7 +182,10 @@ public final class FakeFcm implements AutoCloseable {
                     @Override
                     protected void initChannel(SocketChannel channel) {
                         connections.add(channel);
-                        channel.pipeline().addLast(new HttpServerCodec(), new HttpObjectAggregator(1 << 20), new Handler());
+                        HttpServerCodec http1 = new HttpServerCodec();
+                        channel.pipeline().addLast(
+                                new CleartextHttp2ServerUpgradeHandler(http1, new HttpServerUpgradeHandler(http1, protocol -> null), http2()),
+                                new HttpObjectAggregator(1 << 20), new Handler());
                     }
                 });
         try {
@@ -168,6 +194,20 @@ public final class FakeFcm implements AutoCloseable {
             throw new IllegalStateException("cannot listen on port " + port, e);
         }
         port = ((InetSocketAddress) server.localAddress()).getPort();
+    }
+
+    /** HTTP/2 with prior knowledge (h2c): each stream is one request, handled frame by frame (cheap under load). */
+    private ChannelInitializer<Channel> http2() {
+        return new ChannelInitializer<>() {
+            @Override
+            protected void initChannel(Channel channel) {
+                channel.pipeline().addLast(
+                        Http2FrameCodecBuilder.forServer()
+                                .initialSettings(Http2Settings.defaultSettings().maxConcurrentStreams(MAX_STREAMS))
+                                .build(),
+                        new Http2Handler());
+            }
+        };
     }
 
     /** Closes the port and every open connection; {@link #start()} reopens the same port. */
@@ -235,30 +275,51 @@ public final class FakeFcm implements AutoCloseable {
         tokenRequests.clear();
     }
 
-    /** One HTTP request on a connection; answered in order, the connection kept alive. */
+    /** How many sends went to a device token that had already received one (since the last reset). */
+    public long repeats() {
+        return repeats.get();
+    }
+
+    /** Starts {@link #sent()} and {@link #repeats()} from zero. */
+    public void resetCounts() {
+        sent.set(0);
+        repeats.set(0);
+        tokensSeen.clear();
+    }
+
+    /** One request as either protocol delivered it; header names in lower case. */
+    private record Request(String protocol, String method, String path, Function<String, String> header,
+                           Supplier<Map<String, List<String>>> headers, byte[] body) {
+    }
+
+    private Reply answer(Request request) throws IOException {
+        Matcher send = SEND.matcher(request.path());
+        if (!"POST".equals(request.method())) {
+            return new Reply(405, Map.of(), "{}");
+        } else if (request.path().equals("/token")) {
+            return token(new String(request.body(), StandardCharsets.UTF_8));
+        } else if (send.matches()) {
+            return send(request, send.group(1));
+        }
+        return new Reply(404, Map.of(), "{}");
+    }
+
+    /** HTTP/1.1: one request at a time on a connection, kept alive. */
     private final class Handler extends SimpleChannelInboundHandler<FullHttpRequest> {
         @Override
         protected void channelRead0(ChannelHandlerContext context, FullHttpRequest request) throws IOException {
-            String path = URI.create(request.uri()).getPath();
-            byte[] body = ByteBufUtil.getBytes(request.content());
-            Matcher send = SEND.matcher(path);
-            Reply reply;
-            if (!HttpMethod.POST.equals(request.method())) {
-                reply = new Reply(405, Map.of(), "{}");
-            } else if (path.equals("/token")) {
-                reply = token(new String(body, StandardCharsets.UTF_8));
-            } else if (send.matches()) {
-                reply = send(request, send.group(1), body);
-            } else {
-                reply = new Reply(404, Map.of(), "{}");
-            }
+            Reply reply = answer(new Request("HTTP/1.1", request.method().name(), URI.create(request.uri()).getPath(),
+                    request.headers()::get, () -> {
+                        Map<String, List<String>> all = new TreeMap<>();
+                        request.headers().names().forEach(name -> all.put(name.toLowerCase(), request.headers().getAll(name)));
+                        return all;
+                    }, ByteBufUtil.getBytes(request.content())));
             FullHttpResponse response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
                     HttpResponseStatus.valueOf(reply.status()), Unpooled.wrappedBuffer(reply.body().getBytes(StandardCharsets.UTF_8)));
             response.headers().set(HttpHeaderNames.CONTENT_TYPE, "application/json; charset=UTF-8");
             reply.headers().forEach(response.headers()::set);
             HttpUtil.setContentLength(response, response.content().readableBytes());
-            boolean keepAlive = HttpUtil.isKeepAlive(request);
-            if (keepAlive) {
+            if (HttpUtil.isKeepAlive(request)) {
                 response.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.KEEP_ALIVE);
                 context.writeAndFlush(response);
             } else {
@@ -269,6 +330,72 @@ public final class FakeFcm implements AutoCloseable {
         @Override
         public void exceptionCaught(ChannelHandlerContext context, Throwable cause) {
             context.close();
+        }
+    }
+
+    /** HTTP/2: a stream's HEADERS and DATA frames gathered, answered when the stream ends. Runs on the one loop thread. */
+    private final class Http2Handler extends ChannelInboundHandlerAdapter {
+        private final Map<Integer, Http2Headers> headers = new HashMap<>();
+        private final Map<Integer, ByteArrayOutputStream> bodies = new HashMap<>();
+
+        @Override
+        public void channelRead(ChannelHandlerContext context, Object message) throws Exception {
+            if (message instanceof Http2HeadersFrame frame) {
+                headers.put(frame.stream().id(), frame.headers());
+                if (frame.isEndStream()) {
+                    respond(context, frame.stream());
+                }
+            } else if (message instanceof Http2DataFrame frame) {
+                try {
+                    frame.content().readBytes(bodies.computeIfAbsent(frame.stream().id(), id -> new ByteArrayOutputStream(512)),
+                            frame.content().readableBytes());
+                    context.write(new DefaultHttp2WindowUpdateFrame(frame.initialFlowControlledBytes()).stream(frame.stream()));
+                    if (frame.isEndStream()) {
+                        respond(context, frame.stream());
+                    }
+                } finally {
+                    frame.release();
+                }
+            } else {
+                ReferenceCountUtil.release(message);
+            }
+        }
+
+        @Override
+        public void channelReadComplete(ChannelHandlerContext context) {
+            context.flush();
+        }
+
+        @Override
+        public void exceptionCaught(ChannelHandlerContext context, Throwable cause) {
+            context.close();
+        }
+
+        private void respond(ChannelHandlerContext context, Http2FrameStream stream) throws IOException {
+            Http2Headers in = headers.remove(stream.id());
+            ByteArrayOutputStream body = bodies.remove(stream.id());
+            Reply reply = answer(new Request("HTTP/2", String.valueOf(in.method()),
+                    URI.create(String.valueOf(in.path())).getPath(),
+                    name -> {
+                        CharSequence value = in.get(name.equals("host") ? ":authority" : name);
+                        return value == null ? null : value.toString();
+                    }, () -> {
+                        Map<String, List<String>> all = new TreeMap<>();
+                        in.forEach(header -> {
+                            String name = header.getKey().toString().toLowerCase();
+                            if (name.equals(":authority") || !name.startsWith(":")) {
+                                all.computeIfAbsent(name.equals(":authority") ? "host" : name, n -> new ArrayList<>())
+                                        .add(header.getValue().toString());
+                            }
+                        });
+                        return all;
+                    }, body == null ? new byte[0] : body.toByteArray()));
+            Http2Headers out = new DefaultHttp2Headers().status(String.valueOf(reply.status()))
+                    .set("content-type", "application/json; charset=UTF-8");
+            reply.headers().forEach((name, value) -> out.set(name.toLowerCase(), value));
+            context.write(new DefaultHttp2HeadersFrame(out).stream(stream));
+            context.write(new DefaultHttp2DataFrame(
+                    Unpooled.wrappedBuffer(reply.body().getBytes(StandardCharsets.UTF_8)), true).stream(stream));
         }
     }
 
@@ -297,26 +424,50 @@ public final class FakeFcm implements AutoCloseable {
                 "{\"access_token\":\"" + accessToken + "\",\"expires_in\":3600,\"token_type\":\"Bearer\"}");
     }
 
-    private Reply send(FullHttpRequest request, String projectId, byte[] raw) throws IOException {
-        String authorization = request.headers().get(HttpHeaderNames.AUTHORIZATION);
+    private Reply send(Request request, String projectId) throws IOException {
+        byte[] raw = request.body();
+        String authorization = request.header().apply("authorization");
         if (authorization == null || !authorization.startsWith("Bearer ")
                 || !issued.contains(authorization.substring("Bearer ".length()))) {
             return new Reply(401, Map.of(), error(401, "UNAUTHENTICATED", null,
                     "Request had invalid authentication credentials."));
         }
-        JsonNode body = JSON.readTree(raw);
+        String deviceToken;
         if (recording) {
-            Map<String, List<String>> headers = new TreeMap<>();
-            request.headers().names().forEach(name -> headers.put(name.toLowerCase(), List.copyOf(request.headers().getAll(name))));
-            sends.add(new Send(projectId, headers, body));
+            JsonNode body = JSON.readTree(raw);
+            sends.add(new Send(projectId, request.protocol(), request.headers().get(), body));
+            deviceToken = body.path("message").path("token").asText();
+        } else {
+            deviceToken = deviceToken(raw); // under load: no tree
         }
         sent.incrementAndGet();
-        Answer answer = answers.getOrDefault(body.path("message").path("token").asText(), Answer.ok());
+        if (!tokensSeen.add(deviceToken)) {
+            repeats.incrementAndGet();
+        }
+        Answer answer = answers.getOrDefault(deviceToken, Answer.ok());
         if (answer.status() == 200) {
             return new Reply(200, Map.of(), "{\"name\":\"projects/" + projectId + "/messages/" + ids.incrementAndGet() + "\"}");
         }
         return new Reply(answer.status(), answer.retryAfter() == null ? Map.of() : Map.of("Retry-After", answer.retryAfter()),
                 error(answer.status(), answer.statusName(), answer.errorCode(), "scripted " + answer.errorCode()));
+    }
+
+    /** {@code message.token}, read without building the tree. */
+    private static String deviceToken(byte[] raw) throws IOException {
+        try (JsonParser parser = JSON.getFactory().createParser(raw)) {
+            int depth = 0;
+            for (JsonToken token = parser.nextToken(); token != null; token = parser.nextToken()) {
+                if (token == JsonToken.START_OBJECT || token == JsonToken.START_ARRAY) {
+                    depth++;
+                } else if (token == JsonToken.END_OBJECT || token == JsonToken.END_ARRAY) {
+                    depth--;
+                } else if (token == JsonToken.FIELD_NAME && depth == 2 && "token".equals(parser.currentName())
+                        && "message".equals(parser.getParsingContext().getParent().getCurrentName())) {
+                    return parser.nextTextValue();
+                }
+            }
+        }
+        return "";
     }
 
     /** FCM v1's error body: {@code {"error":{"code","message","status","details":[{"@type": FcmError, errorCode}]}}}. */

@@ -65,6 +65,11 @@ public final class MockApns implements AutoCloseable {
     private final Map<String, Answer> answers = new ConcurrentHashMap<>();
     private final Map<String, TrustedKey> keys = new ConcurrentHashMap<>();
     private volatile Gate gate = Gate.alreadyOpen();
+    private final Map<String, Instant> verified = new ConcurrentHashMap<>();
+    private final java.util.concurrent.atomic.AtomicLong count = new java.util.concurrent.atomic.AtomicLong();
+    private final java.util.concurrent.atomic.AtomicLong repeats = new java.util.concurrent.atomic.AtomicLong();
+    private final java.util.Set<String> tokensSeen = ConcurrentHashMap.newKeySet();
+    private volatile boolean recording = true;
     private volatile MockApnsServer server;
     private volatile int port;
 
@@ -150,6 +155,27 @@ public final class MockApns implements AutoCloseable {
         return received.stream().filter(r -> r.token().equals(token)).toList();
     }
 
+    /** Whether to keep every request (default); off under load, where only the counts are kept. */
+    public void recording(boolean on) {
+        recording = on;
+    }
+
+    /** How many requests arrived since the last {@link #resetCounts()}. */
+    public long count() {
+        return count.get();
+    }
+
+    /** How many requests repeated the {@code apns-id} of an earlier one (since the last reset). */
+    public long repeats() {
+        return repeats.get();
+    }
+
+    public void resetCounts() {
+        count.set(0);
+        repeats.set(0);
+        tokensSeen.clear();
+    }
+
     /** Makes every request from now on wait until the returned gate opens. */
     public Gate hold() {
         Gate held = new Gate();
@@ -206,7 +232,13 @@ public final class MockApns implements AutoCloseable {
         headers.forEach(h -> all.put(h.getKey().toString(), h.getValue().toString()));
         String path = all.getOrDefault(":path", "");
         String token = path.substring(path.lastIndexOf('/') + 1);
-        received.add(new Received(token, Map.copyOf(all), payload == null ? "" : payload.toString(StandardCharsets.UTF_8)));
+        if (recording) {
+            received.add(new Received(token, Map.copyOf(all), payload == null ? "" : payload.toString(StandardCharsets.UTF_8)));
+        }
+        count.incrementAndGet();
+        if (!tokensSeen.add(all.getOrDefault("apns-id", token))) {
+            repeats.incrementAndGet();
+        }
         gate.pass();
         authenticate(all.get("authorization"));
         Answer answer = answers.getOrDefault(token, Answer.accept());
@@ -221,6 +253,11 @@ public final class MockApns implements AutoCloseable {
     private void authenticate(String authorization) throws RejectedNotificationException {
         if (authorization == null || !authorization.startsWith("bearer ")) {
             throw new RejectedNotificationException(RejectionReason.MISSING_PROVIDER_TOKEN);
+        }
+        Instant verifiedAt = verified.get(authorization);
+        if (verifiedAt != null && verifiedAt.isAfter(Instant.now().minus(TOKEN_LIFETIME))) {
+            // APNs, too, checks a provider token once and trusts it on later requests for up to an hour
+            return;
         }
         try {
             SignedJWT jwt = SignedJWT.parse(authorization.substring("bearer ".length()));
@@ -240,6 +277,7 @@ public final class MockApns implements AutoCloseable {
             if (issued.isBefore(Instant.now().minus(TOKEN_LIFETIME))) {
                 throw new RejectedNotificationException(RejectionReason.EXPIRED_PROVIDER_TOKEN);
             }
+            verified.put(authorization, issued);
         } catch (RejectedNotificationException e) {
             throw e;
         } catch (Exception e) {
