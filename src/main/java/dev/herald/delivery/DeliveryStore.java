@@ -71,7 +71,7 @@ public class DeliveryStore {
                     }
                     if ("queued".equals(rs.getString(7))) {
                         leased.add(new ClaimedPush(rs.getLong(1), notificationId, rs.getString(2), installation, 1,
-                                Platform.fromWire(rs.getString(4)), rs.getString(5), rs.getString(6)));
+                                Platform.fromWire(rs.getString(4)), rs.getString(5), rs.getString(6), null));
                     }
                 }
             }
@@ -162,6 +162,71 @@ public class DeliveryStore {
         return leased;
     }
 
+    /** One device a notification of a batch names. */
+    public record DeviceTarget(String notificationId, String appId, String installationId) {
+    }
+
+    /** Per notification of a batch: how many devices matched, and the pushes leased to this node. */
+    public record BatchRouted(Map<String, Integer> matched, Map<String, List<ClaimedPush>> leased) {
+    }
+
+    /**
+     * Routes many notifications' named devices in one statement (the deliveries' reference to their
+     * notification is checked at commit, so the notifications may be inserted after): a push per
+     * device of the notification's app, leased until {@code leasedUntil}, as {@link #enqueueDevices}.
+     */
+    public BatchRouted enqueueDeviceBatch(List<DeviceTarget> targets, Instant now, Instant leasedUntil) {
+        Map<String, Integer> matched = new java.util.HashMap<>();
+        Map<String, List<ClaimedPush>> leased = new java.util.HashMap<>();
+        if (targets.isEmpty()) {
+            return new BatchRouted(matched, leased);
+        }
+        int n = targets.size();
+        String[] notificationIds = new String[n];
+        String[] apps = new String[n];
+        String[] installations = new String[n];
+        for (int i = 0; i < n; i++) {
+            notificationIds[i] = targets.get(i).notificationId();
+            apps[i] = targets.get(i).appId();
+            installations[i] = targets.get(i).installationId();
+        }
+        return jdbc.prepareStatement("""
+                WITH chosen AS (
+                    SELECT t.notification_id, d.installation_id, d.user_id, d.platform, d.push_token, d.locale
+                    FROM unnest(?::text[], ?::text[], ?::text[]) AS t(notification_id, app_id, installation_id)
+                    JOIN devices d ON d.installation_id = t.installation_id AND d.app_id = t.app_id),
+                inserted AS (""" + INSERT + """
+                    SELECT c.notification_id, c.user_id, c.installation_id, 'push',
+                           CASE WHEN c.push_token IS NULL THEN 'failed' ELSE 'queued' END,
+                           CASE WHEN c.push_token IS NULL THEN 'no_token' END,
+                           CASE WHEN c.push_token IS NULL THEN 0 ELSE 1 END,
+                           CASE WHEN c.push_token IS NULL THEN NULL ELSE ?::timestamptz END, ?
+                    FROM chosen c
+                    RETURNING id, notification_id, installation_id, status)
+                SELECT i.id, i.notification_id, c.user_id, c.installation_id, c.platform, c.push_token, c.locale, i.status
+                FROM inserted i JOIN chosen c ON c.notification_id = i.notification_id
+                                             AND c.installation_id = i.installation_id""", ps -> {
+            Connection c = ps.getConnection();
+            ps.setArray(1, c.createArrayOf("text", notificationIds));
+            ps.setArray(2, c.createArrayOf("text", apps));
+            ps.setArray(3, c.createArrayOf("text", installations));
+            ps.setTimestamp(4, Timestamp.from(leasedUntil));
+            ps.setTimestamp(5, Timestamp.from(now));
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    String notificationId = rs.getString(2);
+                    matched.merge(notificationId, 1, Integer::sum);
+                    if ("queued".equals(rs.getString(8))) {
+                        leased.computeIfAbsent(notificationId, k -> new ArrayList<>()).add(new ClaimedPush(
+                                rs.getLong(1), notificationId, rs.getString(3), rs.getString(4), 1,
+                                Platform.fromWire(rs.getString(5)), rs.getString(6), rs.getString(7), null));
+                    }
+                }
+            }
+            return new BatchRouted(matched, leased);
+        });
+    }
+
     /** How many of these installations the app has. */
     public int countDevices(String appId, List<String> installationIds) {
         return count("SELECT count(*) FROM devices WHERE app_id = ? AND installation_id = ANY(?)", appId, installationIds);
@@ -246,7 +311,7 @@ public class DeliveryStore {
 
     /** A claimed push: the delivery, and its device as it is now (token null when cleared or gone). */
     public record ClaimedPush(long id, String notificationId, String userId, String installationId, int attempts,
-                              Platform platform, String token, String locale) {
+                              Platform platform, String token, String locale, String lastReason) {
     }
 
     /**
@@ -261,8 +326,9 @@ public class DeliveryStore {
                     UPDATE deliveries d SET next_attempt_at = ?, attempts = d.attempts + 1
                     WHERE d.id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= ?
                                    ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED)
-                    RETURNING d.id, d.notification_id, d.user_id, d.installation_id, d.attempts)
-                SELECT c.id, c.notification_id, c.user_id, c.installation_id, c.attempts, v.platform, v.push_token, v.locale
+                    RETURNING d.id, d.notification_id, d.user_id, d.installation_id, d.attempts, d.reason)
+                SELECT c.id, c.notification_id, c.user_id, c.installation_id, c.attempts, v.platform, v.push_token, v.locale,
+                       c.reason
                 FROM claimed c
                 JOIN notifications n ON n.id = c.notification_id
                 LEFT JOIN devices v ON v.installation_id = c.installation_id AND v.user_id = c.user_id
@@ -276,7 +342,7 @@ public class DeliveryStore {
                     String platform = rs.getString(6);
                     claimed.add(new ClaimedPush(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4),
                             rs.getInt(5), platform == null ? null : Platform.fromWire(platform), rs.getString(7),
-                            rs.getString(8)));
+                            rs.getString(8), rs.getString(9)));
                 }
             }
             return claimed;

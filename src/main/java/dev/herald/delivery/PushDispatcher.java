@@ -44,7 +44,8 @@ class PushDispatcher {
         Instant now = clock.instant();
         String appId = plan.notification.appId();
         if (!now.isBefore(plan.notification.expiresAt())) {
-            return done(push, appId, "expired", null);
+            // the reason the last attempt failed, if one was made
+            return done(push, appId, "expired", push.lastReason());
         }
         if (push.platform() == null) {
             return done(push, appId, "suppressed", "no_device");

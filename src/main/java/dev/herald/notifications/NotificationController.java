@@ -12,8 +12,6 @@ import dev.herald.auth.Scope;
 import dev.herald.delivery.DeliveryStore;
 import dev.herald.delivery.DeliveryView;
 import dev.herald.delivery.PushContent;
-import dev.herald.delivery.PushWorker;
-import dev.herald.delivery.WorkSignals;
 import dev.herald.fcm.FcmPayloads;
 import io.micronaut.core.annotation.Nullable;
 import io.micronaut.http.HttpResponse;
@@ -44,6 +42,7 @@ import java.time.Clock;
 import java.time.Instant;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.regex.Pattern;
 
 /** {@code /v1/notifications} (app key, scope {@code send}): send, follow and cancel notifications. */
@@ -57,31 +56,27 @@ class NotificationController {
     private static final Pattern IDEMPOTENCY_KEY = Pattern.compile("[\\x21-\\x7e]{1,255}");
 
     private final NotificationService service;
+    private final AcceptWriter writer;
     private final NotificationStore store;
     private final DeliveryStore deliveries;
-    private final WorkSignals signals;
-    private final java.util.Optional<PushWorker> pushes;
     private final JsonBodies bodies;
     private final Clock clock;
     private final MeterRegistry meters;
 
-    NotificationController(NotificationService service, NotificationStore store, DeliveryStore deliveries,
-                           WorkSignals signals, java.util.Optional<PushWorker> pushes, JsonBodies bodies, Clock clock,
-                           MeterRegistry meters) {
-        this.pushes = pushes;
+    NotificationController(NotificationService service, AcceptWriter writer, NotificationStore store,
+                           DeliveryStore deliveries, JsonBodies bodies, Clock clock, MeterRegistry meters) {
+        this.writer = writer;
         this.service = service;
         this.store = store;
         this.deliveries = deliveries;
-        this.signals = signals;
         this.bodies = bodies;
         this.clock = clock;
         this.meters = meters;
     }
 
     @Post(consumes = MediaType.APPLICATION_JSON)
-    @ExecuteOn(TaskExecutors.BLOCKING)
     @Operation(summary = "Send a notification to users, devices or tags of the key's app (202 once stored)")
-    HttpResponse<NotificationViews.AcceptedView> send(
+    CompletableFuture<HttpResponse<NotificationViews.AcceptedView>> send(
             Authentication authentication,
             @Nullable @Header("Idempotency-Key") String idempotencyKey,
             @RequestBody(content = @Content(schema = @Schema(ref = "https://herald.dev/schema/notification-request.schema.json")))
@@ -94,23 +89,14 @@ class NotificationController {
         Instant now = clock.instant();
         NotificationRequest request = NotificationRequests.parse(node, now);
         checkPayloadSizes(request, now);
-        NotificationService.Accepted accepted = service.accept(key, node, request, idempotencyKey, now);
-        if (!accepted.replay()) {
-            if (accepted.routed()) {
-                if (pushes.isPresent()) {
-                    pushes.get().handOff(accepted.stored(), accepted.leased());
-                } else {
-                    signals.announce(WorkSignals.Kind.PUSH);
-                }
-            } else {
-                signals.wakeRouter();
-                signals.announce(WorkSignals.Kind.ROUTE);
+        return writer.submit(new NotificationService.Incoming(key, node, request, idempotencyKey, now)).thenApply(accepted -> {
+            if (!accepted.replay()) {
+                meters.counter("herald.notifications.accepted", "app", key.appId(),
+                        "target", request.target().kind().wire()).increment();
             }
-            meters.counter("herald.notifications.accepted", "app", key.appId(),
-                    "target", request.target().kind().wire()).increment();
-        }
-        return HttpResponse.<NotificationViews.AcceptedView>status(HttpStatus.ACCEPTED)
-                .body(new NotificationViews.AcceptedView(accepted.id(), accepted.status(), accepted.recipients()));
+            return HttpResponse.<NotificationViews.AcceptedView>status(HttpStatus.ACCEPTED)
+                    .body(new NotificationViews.AcceptedView(accepted.id(), accepted.status(), accepted.recipients()));
+        });
     }
 
     @Get("/{id}")

@@ -18,6 +18,7 @@ import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 import java.util.Optional;
@@ -59,10 +60,98 @@ public class NotificationService {
                            StoredNotification stored, List<DeliveryStore.ClaimedPush> leased) {
     }
 
+    /** One notification to accept, as the API read it. */
+    public record Incoming(Caller.AppKey key, JsonNode body, NotificationRequest request, String idempotencyKey,
+                           Instant now) {
+
+        /** Sent now to up to 100 devices, without an idempotency key: stored by the batched statements. */
+        boolean plainDeviceSend() {
+            return idempotencyKey == null && request.sendAt() == null && request.target().kind() == Target.Kind.DEVICES
+                    && request.target().ids().size() <= ROUTE_WHILE_ACCEPTING;
+        }
+    }
+
+    /** Accepts one notification in its own transaction. */
     @Transactional
     public Accepted accept(Caller.AppKey key, JsonNode body, NotificationRequest request, String idempotencyKey,
                            Instant now) {
-        String id = "ntf_" + UUID.randomUUID().toString().replace("-", "");
+        return acceptInTransaction(new Incoming(key, body, request, idempotencyKey, now));
+    }
+
+    /**
+     * Accepts a batch in the caller's transaction (one commit for all): plain device sends with two
+     * statements whatever their number, the others one by one. Answers in the batch's order, each
+     * either an {@link Accepted} or the {@link ApiException} that refused it; an SQL failure fails the
+     * whole batch (the caller then accepts each alone).
+     */
+    public List<Object> acceptBatch(List<Incoming> batch) {
+        Object[] answers = new Object[batch.size()];
+        List<Integer> plain = new ArrayList<>();
+        for (int i = 0; i < batch.size(); i++) {
+            if (batch.get(i).plainDeviceSend()) {
+                plain.add(i);
+            } else {
+                try {
+                    answers[i] = acceptInTransaction(batch.get(i));
+                } catch (ApiException refused) {
+                    answers[i] = refused;
+                }
+            }
+        }
+        if (!plain.isEmpty()) {
+            List<Accepted> accepted = acceptPlainDeviceSends(plain.stream().map(batch::get).toList());
+            for (int k = 0; k < plain.size(); k++) {
+                answers[plain.get(k)] = accepted.get(k);
+            }
+        }
+        return Arrays.asList(answers);
+    }
+
+    private List<Accepted> acceptPlainDeviceSends(List<Incoming> sends) {
+        int n = sends.size();
+        String[] ids = new String[n];
+        List<DeliveryStore.DeviceTarget> targets = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            ids[i] = newId();
+            Incoming in = sends.get(i);
+            if (in.request().channels().contains(Channel.PUSH)) {
+                for (String installation : in.request().target().ids()) {
+                    targets.add(new DeliveryStore.DeviceTarget(ids[i], in.key().appId(), installation));
+                }
+            }
+        }
+        Instant now = sends.get(sends.size() - 1).now();
+        // with no push worker on this node, the pushes are due at once for whichever node claims them
+        Instant leasedUntil = pushes.isPresent() ? now.plus(PushWorker.LEASE) : now;
+        DeliveryStore.BatchRouted routed = deliveries.enqueueDeviceBatch(targets, now, leasedUntil);
+        List<NotificationStore.NewNotification> rows = new ArrayList<>(n);
+        List<Accepted> answers = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            Incoming in = sends.get(i);
+            int recipients = routed.matched().getOrDefault(ids[i], 0);
+            Instant expiresAt = in.now().plusSeconds(in.request().ttlSeconds());
+            rows.add(new NotificationStore.NewNotification(ids[i], in.key().appId(), in.key().test(), in.body(),
+                    "routing", recipients, true, in.now(), expiresAt, in.now()));
+            StoredNotification stored = new StoredNotification(ids[i], in.key().appId(), in.key().test(), in.request(),
+                    "routing", recipients, true, in.now(), expiresAt, in.now());
+            answers.add(new Accepted(ids[i], "accepted", recipients, false, true, stored,
+                    pushes.isPresent() ? routed.leased().getOrDefault(ids[i], List.of()) : List.of()));
+        }
+        notifications.insertBatch(rows);
+        return answers;
+    }
+
+    private static String newId() {
+        return "ntf_" + UUID.randomUUID().toString().replace("-", "");
+    }
+
+    private Accepted acceptInTransaction(Incoming incoming) {
+        Caller.AppKey key = incoming.key();
+        JsonNode body = incoming.body();
+        NotificationRequest request = incoming.request();
+        String idempotencyKey = incoming.idempotencyKey();
+        Instant now = incoming.now();
+        String id = newId();
         if (idempotencyKey != null) {
             byte[] hash = hash(body);
             var remembered = notifications.rememberKey(key.appId(), idempotencyKey, hash, id, now);

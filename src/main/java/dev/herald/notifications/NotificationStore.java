@@ -95,6 +95,57 @@ public class NotificationStore {
         });
     }
 
+    /** A notification to insert with others. */
+    record NewNotification(String id, String appId, boolean test, JsonNode request, String status, int recipients,
+                           boolean routed, Instant sendAt, Instant expiresAt, Instant createdAt) {
+    }
+
+    /** Inserts many notifications in one statement. */
+    void insertBatch(List<NewNotification> rows) {
+        int n = rows.size();
+        String[] ids = new String[n];
+        String[] apps = new String[n];
+        Boolean[] tests = new Boolean[n];
+        String[] requests = new String[n];
+        String[] statuses = new String[n];
+        Integer[] recipients = new Integer[n];
+        Boolean[] routed = new Boolean[n];
+        Timestamp[] sendAt = new Timestamp[n];
+        Timestamp[] expiresAt = new Timestamp[n];
+        Timestamp[] createdAt = new Timestamp[n];
+        for (int i = 0; i < n; i++) {
+            NewNotification r = rows.get(i);
+            ids[i] = r.id();
+            apps[i] = r.appId();
+            tests[i] = r.test();
+            requests[i] = write(r.request());
+            statuses[i] = r.status();
+            recipients[i] = r.recipients();
+            routed[i] = r.routed();
+            sendAt[i] = Timestamp.from(r.sendAt());
+            expiresAt[i] = Timestamp.from(r.expiresAt());
+            createdAt[i] = Timestamp.from(r.createdAt());
+        }
+        jdbc.prepareStatement("INSERT INTO notifications (" + COLUMNS + ") SELECT t.id, t.app_id, t.test, t.request::jsonb,"
+                + " t.status, t.recipients, t.routed, t.send_at, t.expires_at, t.created_at"
+                + " FROM unnest(?::text[], ?::text[], ?::boolean[], ?::text[], ?::text[], ?::integer[], ?::boolean[],"
+                + " ?::timestamptz[], ?::timestamptz[], ?::timestamptz[])"
+                + " AS t(id, app_id, test, request, status, recipients, routed, send_at, expires_at, created_at)", ps -> {
+            java.sql.Connection c = ps.getConnection();
+            ps.setArray(1, c.createArrayOf("text", ids));
+            ps.setArray(2, c.createArrayOf("text", apps));
+            ps.setArray(3, c.createArrayOf("boolean", tests));
+            ps.setArray(4, c.createArrayOf("text", requests));
+            ps.setArray(5, c.createArrayOf("text", statuses));
+            ps.setArray(6, c.createArrayOf("integer", recipients));
+            ps.setArray(7, c.createArrayOf("boolean", routed));
+            ps.setArray(8, c.createArrayOf("timestamptz", sendAt));
+            ps.setArray(9, c.createArrayOf("timestamptz", expiresAt));
+            ps.setArray(10, c.createArrayOf("timestamptz", createdAt));
+            return ps.executeUpdate();
+        });
+    }
+
     /** The app's notification, or empty (another app's notification is as good as missing). */
     @Transactional
     public Optional<StoredNotification> find(String appId, String id) {
