@@ -177,7 +177,7 @@ public final class DeviceRegistrationBench {
             if (System.nanoTime() > deadline) {
                 throw new IllegalStateException("GET /health did not answer 200 within 180 s; see " + logFile);
             }
-            Thread.sleep(100);
+            java.util.concurrent.locks.LockSupport.parkNanos(java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(100));
         }
         log("service: healthy after %.1f s", (System.nanoTime() - started) / 1e9);
     }

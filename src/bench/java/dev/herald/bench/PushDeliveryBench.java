@@ -201,7 +201,7 @@ public final class PushDeliveryBench {
                         (System.nanoTime() - t0) / 1e9);
                 lastReport = System.nanoTime();
             }
-            Thread.sleep(50);
+            java.util.concurrent.locks.LockSupport.parkNanos(java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(50));
         }
         double total = (System.nanoTime() - t0) / 1e9;
         long pushes = apns.count() + fcm.sent();
@@ -296,7 +296,7 @@ public final class PushDeliveryBench {
             if (System.nanoTime() > deadline) {
                 throw new IllegalStateException("only " + count.getAsLong() + " of " + expected + " pushes arrived");
             }
-            Thread.sleep(20);
+            java.util.concurrent.locks.LockSupport.parkNanos(java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(20));
         }
         return (System.nanoTime() - t0) / 1e9;
     }

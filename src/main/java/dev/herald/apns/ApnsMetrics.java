@@ -1,5 +1,7 @@
 package dev.herald.apns;
 
+import java.util.List;
+
 import dev.herald.delivery.PushResult;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
@@ -32,6 +34,9 @@ final class ApnsMetrics {
             "none", "connection", "circuit_open", "send_failed", "bad_credentials", "closed");
 
     private final MeterRegistry meters;
+    private final java.util.Map<java.util.List<String>, io.micrometer.core.instrument.Counter> counters =
+            new java.util.concurrent.ConcurrentHashMap<>();
+    private final java.util.Map<String, Timer> timers = new java.util.concurrent.ConcurrentHashMap<>();
 
     ApnsMetrics(MeterRegistry meters) {
         this.meters = meters;
@@ -53,10 +58,11 @@ final class ApnsMetrics {
             outcome = "retry";
             reason = ((PushResult.Retry) result).reason();
         }
-        meters.counter("herald.push.results", "gateway", "apns", "app", app, "outcome", outcome,
-                "reason", bounded(reason)).increment();
-        Timer.builder("herald.push.latency").tags("gateway", "apns", "app", app)
-                .register(meters).record(elapsedNanos, TimeUnit.NANOSECONDS);
+        // looked up once per tag set: a registry lookup sorts and hashes tags, too much per push
+        counters.computeIfAbsent(List.of(app, outcome, bounded(reason)), k -> meters.counter("herald.push.results",
+                "gateway", "apns", "app", k.get(0), "outcome", k.get(1), "reason", k.get(2))).increment();
+        timers.computeIfAbsent(app, a -> Timer.builder("herald.push.latency").tags("gateway", "apns", "app", a)
+                .register(meters)).record(elapsedNanos, TimeUnit.NANOSECONDS);
     }
 
     static String bounded(String reason) {

@@ -187,11 +187,14 @@ public class PushWorker implements AutoCloseable {
                 pause();
             }
         }
+        // one counter update per (app, status, reason) of the batch, not one per push
+        Map<List<String>, Long> counts = new java.util.HashMap<>();
         for (PushDispatcher.Settled s : batch) {
             DeliveryStore.Finished f = s.finished();
-            meters.counter("herald.deliveries", "app", s.appId(), "channel", "push", "status", f.status(),
-                    "reason", f.reason() == null ? "none" : f.reason()).increment();
+            counts.merge(List.of(s.appId(), f.status(), f.reason() == null ? "none" : f.reason()), 1L, Long::sum);
         }
+        counts.forEach((key, n) -> meters.counter("herald.deliveries", "app", key.get(0), "channel", "push",
+                "status", key.get(1), "reason", key.get(2)).increment(n));
         capacity.release(batch.size());
     }
 

@@ -99,13 +99,8 @@ public final class FcmSender implements PushSender {
             return;
         }
         long deadline = System.nanoTime() + CLOSE_GRACE_NANOS;
-        while (inFlight() > 0 && System.nanoTime() < deadline) {
-            try {
-                Thread.sleep(10);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                break;
-            }
+        while (inFlight() > 0 && System.nanoTime() < deadline && !Thread.currentThread().isInterrupted()) {
+            java.util.concurrent.locks.LockSupport.parkNanos(java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(10));
         }
         clients.values().forEach(FcmClient::close);
         clients.clear();

@@ -166,6 +166,22 @@ class PushDeliveryTest extends HeraldTest implements TestPropertyProvider {
     }
 
     @Test
+    void outcomesAreCountedAtMetricsWithoutTokens() {
+        String iosToken = apnsToken();
+        String installation = register("metrics-" + iosToken.substring(0, 8), iosDevice(tenant.app(), iosToken));
+
+        awaitStatus(send(Map.of("to", Map.of("devices", List.of(installation)), "title", "Counted")), "done");
+        String metrics = api.get("/metrics", null).body();
+
+        assertThat(metrics).containsPattern("herald_push_results_total\\{[^}]*app=\"" + tenant.app()
+                + "\"[^}]*gateway=\"apns\"[^}]*outcome=\"accepted\"");
+        assertThat(metrics).containsPattern("herald_deliveries_total\\{[^}]*app=\"" + tenant.app()
+                + "\"[^}]*status=\"sent\"");
+        assertThat(metrics).contains("herald_push_latency_seconds");
+        assertThat(metrics).doesNotContain(iosToken);
+    }
+
+    @Test
     void silentPushIsBackgroundAtPriorityFive() {
         String iosToken = apnsToken();
         register("ios-" + iosToken.substring(0, 8), iosDevice(tenant.app(), iosToken));
