@@ -43,21 +43,8 @@ final class ApnsMetrics {
     }
 
     void record(String app, PushResult result, long elapsedNanos) {
-        String outcome;
-        String reason;
-        if (result instanceof PushResult.Accepted) {
-            outcome = "accepted";
-            reason = "none";
-        } else if (result instanceof PushResult.Rejected rejected) {
-            outcome = "rejected";
-            reason = rejected.reason();
-        } else if (result instanceof PushResult.TokenInvalid invalid) {
-            outcome = "token_invalid";
-            reason = invalid.reason();
-        } else {
-            outcome = "retry";
-            reason = ((PushResult.Retry) result).reason();
-        }
+        String outcome = result.outcomeTag();
+        String reason = result.reasonTag();
         // looked up once per tag set: a registry lookup sorts and hashes tags, too much per push
         counters.computeIfAbsent(List.of(app, outcome, bounded(reason)), k -> meters.counter("herald.push.results",
                 "gateway", "apns", "app", k.get(0), "outcome", k.get(1), "reason", k.get(2))).increment();

@@ -9,6 +9,28 @@ import java.time.Instant;
  */
 public sealed interface PushResult {
 
+    /** What happened, as a metrics tag: {@code accepted}, {@code rejected}, {@code token_invalid} or {@code retry}. */
+    default String outcomeTag() {
+        if (this instanceof Accepted) {
+            return "accepted";
+        }
+        if (this instanceof Rejected) {
+            return "rejected";
+        }
+        return this instanceof TokenInvalid ? "token_invalid" : "retry";
+    }
+
+    /** The gateway's (or Herald's) reason, {@code none} for an accepted push. */
+    default String reasonTag() {
+        if (this instanceof Rejected rejected) {
+            return rejected.reason();
+        }
+        if (this instanceof TokenInvalid invalid) {
+            return invalid.reason();
+        }
+        return this instanceof Retry retry ? retry.reason() : "none";
+    }
+
     /** The gateway accepted the push; {@code gatewayId} is its id for it (APNs {@code apns-id}, FCM message name). */
     record Accepted(String gatewayId) implements PushResult {
     }

@@ -135,21 +135,8 @@ public final class FcmSender implements PushSender {
     }
 
     private PushResult count(String appId, PushResult outcome) {
-        String kind;
-        String reason;
-        if (outcome instanceof PushResult.Accepted) {
-            kind = "accepted";
-            reason = "none";
-        } else if (outcome instanceof PushResult.Rejected rejected) {
-            kind = "rejected";
-            reason = rejected.reason();
-        } else if (outcome instanceof PushResult.TokenInvalid invalid) {
-            kind = "token_invalid";
-            reason = invalid.reason();
-        } else {
-            kind = "retry";
-            reason = ((PushResult.Retry) outcome).reason();
-        }
+        String kind = outcome.outcomeTag();
+        String reason = outcome.reasonTag();
         counters.computeIfAbsent(appId + '\n' + kind + '\n' + reason, key -> Counter.builder("herald.push.results")
                 .tags("gateway", "fcm", "app", appId, "outcome", kind, "reason", reason)
                 .register(registry)).increment();

@@ -5,14 +5,11 @@ import dev.herald.support.Fixtures;
 import dev.herald.support.MockApns;
 import org.junit.jupiter.api.Test;
 
-import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
-import java.util.Comparator;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -24,7 +21,6 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Collectors;
-import java.util.stream.Stream;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
@@ -45,7 +41,7 @@ class DeliveryAfterKillIT {
     @Test
     void everyAcceptedNotificationIsDeliveredAfterAKillDashNine() throws Exception {
         Path dataDir = Path.of(System.getProperty("herald.data-dir", "target/it-data")).resolve("kill-burst");
-        deleteRecursively(dataDir);
+        HeraldProcess.deleteRecursively(dataDir);
         String p8 = Fixtures.p8();
         try (MockApns apns = MockApns.create()) {
             apns.trust(TEAM, KEY_ID, p8);
@@ -138,16 +134,5 @@ class DeliveryAfterKillIT {
             counts.merge(r.header("apns-id").toLowerCase(), 1L, Long::sum);
         }
         return Collections.unmodifiableMap(counts);
-    }
-
-    private static void deleteRecursively(Path dir) throws IOException {
-        if (!Files.exists(dir)) {
-            return;
-        }
-        try (Stream<Path> paths = Files.walk(dir)) {
-            for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
-                Files.delete(path);
-            }
-        }
     }
 }

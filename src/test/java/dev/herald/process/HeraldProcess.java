@@ -87,6 +87,18 @@ final class HeraldProcess implements AutoCloseable {
         }
     }
 
+    /** Deletes a data folder left by an earlier run, if any. */
+    static void deleteRecursively(Path dir) throws IOException {
+        if (!Files.exists(dir)) {
+            return;
+        }
+        try (java.util.stream.Stream<Path> paths = Files.walk(dir)) {
+            for (Path path : paths.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Files.delete(path);
+            }
+        }
+    }
+
     /**
      * A free port below the kernel's ephemeral range (32768 and up), so that the embedded PostgreSQL
      * and Redis the process starts, which take ephemeral ports, cannot take it before Herald binds it.

@@ -3,13 +3,9 @@ package dev.herald.process;
 import dev.herald.support.Api;
 import org.junit.jupiter.api.Test;
 
-import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.Comparator;
 import java.util.Map;
-import java.util.stream.Stream;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -23,7 +19,7 @@ class RestartAfterKillIT {
     @Test
     void comesBackAfterKillDashNineWithItsData() throws Exception {
         Path dataDir = Path.of(System.getProperty("herald.data-dir", "target/it-data")).resolve("restart");
-        deleteRecursively(dataDir);
+        HeraldProcess.deleteRecursively(dataDir);
         Map<String, String> env = Map.of("HERALD_DATA_DIR", dataDir.toString());
 
         String adminKey;
@@ -48,17 +44,6 @@ class RestartAfterKillIT {
                     .contains("Stopping a postgres server").contains("Stopping a redis server");
             assertThat(second.log()).doesNotContain("Admin key generated")
                     .doesNotContain(adminKey);
-        }
-    }
-
-    private static void deleteRecursively(Path dir) throws IOException {
-        if (!Files.exists(dir)) {
-            return;
-        }
-        try (Stream<Path> paths = Files.walk(dir)) {
-            for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
-                Files.delete(path);
-            }
         }
     }
 }
