@@ -251,8 +251,11 @@ public class DeliveryStore {
 
     // ------------------------------------------------------------------ routing jobs
 
-    /** A routing job: route {@code notificationId}'s recipients after {@code cursor}. */
-    public record Job(long id, String notificationId, String cursor) {
+    /**
+     * A claimed routing job: route {@code notificationId}'s recipients after {@code cursor}.
+     * {@code claim} (the job's attempt count at claiming) proves the claim is still this node's.
+     */
+    public record Job(long id, String notificationId, String cursor, int claim) {
     }
 
     public void insertJob(String notificationId, Instant runAt) {
@@ -269,33 +272,39 @@ public class DeliveryStore {
         return jdbc.prepareStatement("""
                 UPDATE jobs j SET run_at = ?, attempts = j.attempts + 1
                 WHERE j.id IN (SELECT id FROM jobs WHERE run_at <= ? ORDER BY run_at LIMIT ? FOR UPDATE SKIP LOCKED)
-                RETURNING j.id, j.notification_id, j.cursor""", ps -> {
+                RETURNING j.id, j.notification_id, j.cursor, j.attempts""", ps -> {
             ps.setTimestamp(1, Timestamp.from(now.plus(lease)));
             ps.setTimestamp(2, Timestamp.from(now));
             ps.setInt(3, limit);
             List<Job> jobs = new ArrayList<>();
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
-                    jobs.add(new Job(rs.getLong(1), rs.getString(2), rs.getString(3)));
+                    jobs.add(new Job(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getInt(4)));
                 }
             }
             return jobs;
         });
     }
 
-    /** Records progress and renews the lease; false when the job is gone (the notification was cancelled). */
-    public boolean advanceJob(long jobId, String cursor, Instant leaseUntil) {
-        return jdbc.prepareStatement("UPDATE jobs SET cursor = ?, run_at = ? WHERE id = ?", ps -> {
+    /**
+     * Records progress and renews the lease; false when the job is gone (the notification was
+     * cancelled) or another node claimed it since (this node's lease ran out).
+     */
+    public boolean advanceJob(Job job, String cursor, Instant leaseUntil) {
+        return jdbc.prepareStatement("UPDATE jobs SET cursor = ?, run_at = ? WHERE id = ? AND attempts = ?", ps -> {
             ps.setString(1, cursor);
             ps.setTimestamp(2, Timestamp.from(leaseUntil));
-            ps.setLong(3, jobId);
+            ps.setLong(3, job.id());
+            ps.setInt(4, job.claim());
             return ps.executeUpdate() == 1;
         });
     }
 
-    public boolean deleteJob(long jobId) {
-        return jdbc.prepareStatement("DELETE FROM jobs WHERE id = ?", ps -> {
-            ps.setLong(1, jobId);
+    /** Deletes the job while this node's claim holds; false otherwise. */
+    public boolean deleteJob(Job job) {
+        return jdbc.prepareStatement("DELETE FROM jobs WHERE id = ? AND attempts = ?", ps -> {
+            ps.setLong(1, job.id());
+            ps.setInt(2, job.claim());
             return ps.executeUpdate() == 1;
         });
     }
@@ -349,10 +358,11 @@ public class DeliveryStore {
         });
     }
 
-    /** Makes leased pushes due now again, for any node to claim. */
+    /** Makes pushes leased to this node (still at their first attempt) due now again, for any node to claim. */
     @Transactional
     public void releaseLeases(List<Long> ids, Instant now) {
-        jdbc.prepareStatement("UPDATE deliveries SET next_attempt_at = ? WHERE id = ANY(?) AND status = 'queued'", ps -> {
+        jdbc.prepareStatement("UPDATE deliveries SET next_attempt_at = ?, attempts = 0"
+                + " WHERE id = ANY(?) AND status = 'queued' AND attempts = 1", ps -> {
             ps.setTimestamp(1, Timestamp.from(now));
             ps.setArray(2, ps.getConnection().createArrayOf("bigint", ids.toArray()));
             return ps.executeUpdate();
@@ -360,34 +370,42 @@ public class DeliveryStore {
     }
 
     /** A delivery's new state: final, or {@code queued} again until {@code nextAttemptAt}. */
-    public record Finished(long id, String status, String reason, Instant nextAttemptAt) {
+    public record Finished(long id, int attempts, String status, String reason, Instant nextAttemptAt) {
     }
 
-    /** Writes outcomes in one statement. */
+    /**
+     * Writes outcomes in one statement; each only while the delivery is still queued with the attempt
+     * it was sent as (a result that comes back after its lease ended and another attempt began is
+     * dropped, never overwriting that attempt's outcome).
+     */
     @Transactional
     public void finish(List<Finished> outcomes, Instant now) {
         int n = outcomes.size();
         Long[] ids = new Long[n];
+        Integer[] attempts = new Integer[n];
         String[] statuses = new String[n];
         String[] reasons = new String[n];
         Timestamp[] next = new Timestamp[n];
         for (int i = 0; i < n; i++) {
             Finished f = outcomes.get(i);
             ids[i] = f.id();
+            attempts[i] = f.attempts();
             statuses[i] = f.status();
             reasons[i] = f.reason();
             next[i] = f.nextAttemptAt() == null ? null : Timestamp.from(f.nextAttemptAt());
         }
         jdbc.prepareStatement("""
                 UPDATE deliveries d SET status = u.status, reason = u.reason, next_attempt_at = u.next_at, updated_at = ?
-                FROM unnest(?::bigint[], ?::text[], ?::text[], ?::timestamptz[]) AS u(id, status, reason, next_at)
-                WHERE d.id = u.id""", ps -> {
+                FROM unnest(?::bigint[], ?::integer[], ?::text[], ?::text[], ?::timestamptz[])
+                     AS u(id, attempts, status, reason, next_at)
+                WHERE d.id = u.id AND d.status = 'queued' AND d.attempts = u.attempts""", ps -> {
             Connection c = ps.getConnection();
             ps.setTimestamp(1, Timestamp.from(now));
             ps.setArray(2, c.createArrayOf("bigint", ids));
-            ps.setArray(3, c.createArrayOf("text", statuses));
-            ps.setArray(4, c.createArrayOf("text", reasons));
-            ps.setArray(5, c.createArrayOf("timestamptz", next));
+            ps.setArray(3, c.createArrayOf("integer", attempts));
+            ps.setArray(4, c.createArrayOf("text", statuses));
+            ps.setArray(5, c.createArrayOf("text", reasons));
+            ps.setArray(6, c.createArrayOf("timestamptz", next));
             return ps.executeUpdate();
         });
     }

@@ -48,10 +48,24 @@ public final class GatewayGuard {
                 .build());
     }
 
-    /** Sends through the guard; {@code send} is called when a slot is free and the circuit allows it. */
+    /** How long a push may wait for a slot; after that it is answered {@code Retry("queue_timeout")} unsent. */
+    static final Duration MAX_WAIT = Duration.ofSeconds(15);
+
+    /**
+     * Sends through the guard; {@code send} is called when a slot is free and the circuit allows it. A
+     * push that waited longer than {@link #MAX_WAIT} is not sent (whoever asked has likely given up on
+     * it and will try again), so a slow gateway cannot make one push go out twice.
+     */
     public CompletableFuture<PushResult> call(Supplier<CompletableFuture<PushResult>> send) {
         CompletableFuture<PushResult> answer = new CompletableFuture<>();
-        waiting.add(() -> start(send, answer));
+        long queuedAt = System.nanoTime();
+        waiting.add(() -> {
+            if (System.nanoTime() - queuedAt > MAX_WAIT.toNanos()) {
+                finish(answer, new PushResult.Retry("queue_timeout", null));
+            } else {
+                start(send, answer);
+            }
+        });
         drain();
         return answer;
     }

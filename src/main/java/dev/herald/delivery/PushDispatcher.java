@@ -41,9 +41,20 @@ class PushDispatcher {
     }
 
     CompletableFuture<Settled> dispatch(DeliveryStore.ClaimedPush push, NotificationPlans.Plan plan) {
+        try {
+            return send(push, plan);
+        } catch (RuntimeException e) {
+            // a credentials lookup that could not reach the database, say: try again later
+            return CompletableFuture.completedFuture(settle(push, plan, new PushResult.Retry("internal", null),
+                    clock.instant()));
+        }
+    }
+
+    private CompletableFuture<Settled> send(DeliveryStore.ClaimedPush push, NotificationPlans.Plan plan) {
         Instant now = clock.instant();
         String appId = plan.notification.appId();
-        if (!now.isBefore(plan.notification.expiresAt())) {
+        // a first attempt always goes out (ttlSeconds 0: now or never, as APNs' expiration 0)
+        if (!now.isBefore(plan.notification.expiresAt()) && push.attempts() > 1) {
             // the reason the last attempt failed, if one was made
             return done(push, appId, "expired", push.lastReason());
         }
@@ -109,6 +120,6 @@ class PushDispatcher {
 
     private static Settled settled(DeliveryStore.ClaimedPush push, String appId, String status, String reason,
                                    Instant next, DeliveryStore.DeadToken dead) {
-        return new Settled(new DeliveryStore.Finished(push.id(), status, reason, next), appId, dead);
+        return new Settled(new DeliveryStore.Finished(push.id(), push.attempts(), status, reason, next), appId, dead);
     }
 }

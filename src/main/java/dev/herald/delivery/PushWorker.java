@@ -36,8 +36,6 @@ public class PushWorker implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(PushWorker.class);
     /** How long a claimed push is this node's: a node that dies leaves it to the others after this. */
     public static final Duration LEASE = PushDispatcher.SEND_DEADLINE.plusSeconds(30);
-    /** How long a hand-off waits for room among the pushes in flight before leaving them to the queue. */
-    private static final Duration HAND_OFF_WAIT = Duration.ofSeconds(5);
     private static final int CLAIM_BATCH = 500;
     private static final int WRITE_BATCH = 1_000;
 
@@ -93,8 +91,15 @@ public class PushWorker implements AutoCloseable {
                     continue;
                 }
                 capacity.acquire(claimed.size());
-                Map<String, NotificationPlans.Plan> byId = plans.get(claimed.stream()
-                        .map(DeliveryStore.ClaimedPush::notificationId).collect(Collectors.toSet()));
+                Map<String, NotificationPlans.Plan> byId;
+                try {
+                    byId = plans.get(claimed.stream()
+                            .map(DeliveryStore.ClaimedPush::notificationId).collect(Collectors.toSet()));
+                } catch (RuntimeException e) {
+                    // not sent: their leases end and they are claimed again
+                    capacity.release(claimed.size());
+                    throw e;
+                }
                 for (DeliveryStore.ClaimedPush push : claimed) {
                     NotificationPlans.Plan plan = byId.get(push.notificationId());
                     if (plan == null) {
@@ -117,26 +122,41 @@ public class PushWorker implements AutoCloseable {
 
     /**
      * Sends pushes this node just routed and leased to itself, once their rows committed: no claim
-     * query, no wait for the poll. Waits (up to a few seconds) while too many pushes are in flight,
-     * which slows whoever routes; pushes that still find no room go back to the queue.
+     * query, no wait for the poll. Never waits: pushes that find no room among those in flight go
+     * back to the queue, due at once, for whichever node has room. Never throws.
      */
     public void handOff(StoredNotification notification, List<DeliveryStore.ClaimedPush> leased) {
+        handOff(notification, leased, Duration.ZERO);
+    }
+
+    /**
+     * As {@link #handOff(StoredNotification, List)}, but waits up to {@code wait} in all for room (a
+     * router's own thread, slowed to the pace the gateways take), well within the pushes' lease.
+     */
+    void handOff(StoredNotification notification, List<DeliveryStore.ClaimedPush> leased, Duration wait) {
         if (leased.isEmpty()) {
             return;
         }
+        long deadline = System.nanoTime() + wait.toNanos();
         NotificationPlans.Plan plan = plans.remember(notification);
         for (int from = 0; from < leased.size(); from += CLAIM_BATCH) {
             List<DeliveryStore.ClaimedPush> chunk = leased.subList(from, Math.min(leased.size(), from + CLAIM_BATCH));
             boolean room;
             try {
-                room = running && capacity.tryAcquire(chunk.size(), HAND_OFF_WAIT.toMillis(), TimeUnit.MILLISECONDS);
+                room = running && capacity.tryAcquire(chunk.size(), Math.max(0, deadline - System.nanoTime()),
+                        TimeUnit.NANOSECONDS);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 room = false;
             }
             if (!room) {
-                store.releaseLeases(chunk.stream().map(DeliveryStore.ClaimedPush::id).toList(), clock.instant());
-                signals.wakePushes();
+                try {
+                    store.releaseLeases(chunk.stream().map(DeliveryStore.ClaimedPush::id).toList(), clock.instant());
+                    signals.wakePushes();
+                } catch (RuntimeException e) {
+                    LOG.warn("Could not release {} pushes to the queue; they are sent once their lease ends: {}",
+                            chunk.size(), e.toString());
+                }
                 continue;
             }
             for (DeliveryStore.ClaimedPush push : chunk) {

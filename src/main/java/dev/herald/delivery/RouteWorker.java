@@ -63,7 +63,8 @@ class RouteWorker implements AutoCloseable {
     private void loop() {
         while (running) {
             try {
-                List<DeliveryStore.Job> jobs = store.claimJobs(clock.instant(), LEASE, 20);
+                // one at a time: a job claimed is a job started, its lease renewed with every chunk
+                List<DeliveryStore.Job> jobs = store.claimJobs(clock.instant(), LEASE, 1);
                 if (jobs.isEmpty()) {
                     signals.router.await(poll);
                     continue;
@@ -94,14 +95,15 @@ class RouteWorker implements AutoCloseable {
 
     private void run(DeliveryStore.Job job, StoredNotification notification) {
         if (notification == null || "cancelled".equals(notification.status())) {
-            transactions.executeWrite(status -> store.deleteJob(job.id()));
+            transactions.executeWrite(status -> store.deleteJob(job));
             return;
         }
         if ("scheduled".equals(notification.status())) {
             // from here on a cancel answers 409: routing began
             boolean began = transactions.executeWrite(status -> notifications.leaveScheduled(notification.id(), "routing"));
             if (!began) {
-                transactions.executeWrite(status -> store.deleteJob(job.id()));
+                // cancelled meanwhile (or another node began): the job goes only while this claim holds
+                transactions.executeWrite(status -> store.deleteJob(job));
                 return;
             }
         }
@@ -111,17 +113,20 @@ class RouteWorker implements AutoCloseable {
             Router.Step step = transactions.executeWrite(status -> {
                 Router.Step next = router.routeChunk(notification.id(), notification.appId(), notification.request(),
                         from, clock.instant(), clock.instant().plus(PushWorker.LEASE));
-                if (next.done()) {
-                    if (store.deleteJob(job.id())) {
-                        notifications.markRouted(notification.id());
-                    }
-                } else if (!store.advanceJob(job.id(), next.cursor(), clock.instant().plus(LEASE))) {
+                boolean stillMine = next.done() ? store.deleteJob(job)
+                        : store.advanceJob(job, next.cursor(), clock.instant().plus(LEASE));
+                if (!stillMine) {
+                    // cancelled, or this node's lease ran out and another node took the job over
                     status.setRollbackOnly();
                     return new Router.Step(from, true, List.of());
                 }
+                if (next.done()) {
+                    notifications.markRouted(notification.id());
+                }
                 return next;
             });
-            pushes.handOff(notification, step.leased());
+            // the router keeps pace with the gateways, well within the pushes' lease
+            pushes.handOff(notification, step.leased(), PushWorker.LEASE.dividedBy(3));
             if (step.done()) {
                 return;
             }

@@ -65,6 +65,7 @@ public class WorkSignals implements AutoCloseable {
      * committed.
      */
     public void announce(Kind kind) {
+        listen();
         if (kind == Kind.ROUTE) {
             routeToAnnounce = true;
         } else {

@@ -125,22 +125,25 @@ class AcceptWriter implements AutoCloseable {
         List<Object> settled = answers;
         // handing pushes over and answering happen off this thread, which goes straight back to the database
         answering.execute(() -> {
-            boolean routeJobs = false;
+            // answer every request first: nothing after its commit may hold up its 202
             for (int i = 0; i < batch.size(); i++) {
                 Object answer = settled.get(i);
                 if (answer instanceof NotificationService.Accepted accepted) {
-                    if (!accepted.replay()) {
-                        if (accepted.routed() && pushes.isPresent()) {
-                            pushes.get().handOff(accepted.stored(), accepted.leased());
-                        } else if (accepted.routed()) {
-                            signals.announce(WorkSignals.Kind.PUSH);
-                        } else {
-                            routeJobs = true;
-                        }
-                    }
                     batch.get(i).answer().complete(accepted);
                 } else {
                     batch.get(i).answer().completeExceptionally((Throwable) answer);
+                }
+            }
+            boolean routeJobs = false;
+            for (Object answer : settled) {
+                if (answer instanceof NotificationService.Accepted accepted && !accepted.replay()) {
+                    if (accepted.routed() && pushes.isPresent()) {
+                        pushes.get().handOff(accepted.stored(), accepted.leased());
+                    } else if (accepted.routed()) {
+                        signals.announce(WorkSignals.Kind.PUSH);
+                    } else {
+                        routeJobs = true;
+                    }
                 }
             }
             if (routeJobs) {

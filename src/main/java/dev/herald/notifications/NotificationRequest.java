@@ -50,20 +50,24 @@ public record NotificationRequest(Target target, String category, String type, P
                 data, link, badgeUnread ? badgeValue : badge, sound, collapseKey, priority, expiresAt);
     }
 
-    /** Every distinct text variant a recipient may get, for checking payload sizes up front. */
+    /**
+     * Every title and body a recipient may get together, for checking payload sizes up front: title
+     * and body fall back each on its own, so any title may meet any body.
+     */
     public java.util.List<PushContent> everyVariant(Instant expiresAt) {
-        java.util.Set<String> locales = new java.util.LinkedHashSet<>();
-        if (title != null) {
-            title.locales().forEach(locales::add);
+        java.util.List<String> titles = title == null ? java.util.Collections.singletonList(null)
+                : java.util.List.copyOf(title.byLocale().values());
+        java.util.List<String> bodies = body == null ? java.util.Collections.singletonList(null)
+                : java.util.List.copyOf(body.byLocale().values());
+        java.util.List<PushContent> variants = new java.util.ArrayList<>();
+        for (String t : titles) {
+            for (String b : bodies) {
+                // the largest badge an "unread" count may become
+                variants.add(new PushContent(silent() ? PushKind.BACKGROUND : PushKind.ALERT, t, b, data, link,
+                        badgeUnread ? Integer.valueOf(99_999) : badge, sound, collapseKey, priority, expiresAt));
+            }
         }
-        if (body != null) {
-            body.locales().forEach(locales::add);
-        }
-        if (locales.isEmpty()) {
-            locales.add(LocalizedText.ANY);
-        }
-        // the largest badge an "unread" count may become
-        return locales.stream().map(l -> pushContent(l, expiresAt, 99_999)).toList();
+        return variants;
     }
 
     /** A notification without title is a silent background push. */

@@ -42,6 +42,12 @@ final class NotificationRequests {
 
     static NotificationRequest parse(JsonNode node, Instant now) {
         List<Problem.FieldError> errors = new ArrayList<>();
+        // PostgreSQL's jsonb (where the request is kept) cannot hold U+0000, nor can most devices show it
+        node.fields().forEachRemaining(field -> {
+            if (containsNul(field.getValue())) {
+                errors.add(new Problem.FieldError(field.getKey(), "must not contain the character U+0000"));
+            }
+        });
         Target target = target(node.get("to"));
         LocalizedText title = text(node.get("title"));
         LocalizedText body = text(node.get("body"));
@@ -108,6 +114,26 @@ final class NotificationRequests {
                 textValue(node, "sound"), textValue(node, "collapseKey"),
                 node.has("ttlSeconds") ? node.get("ttlSeconds").intValue() : NotificationRequest.DEFAULT_TTL_SECONDS,
                 channels, sendAt);
+    }
+
+    private static boolean containsNul(JsonNode node) {
+        if (node.isTextual()) {
+            return node.textValue().indexOf('\u0000') >= 0;
+        }
+        for (var it = node.fields(); it.hasNext(); ) {
+            var field = it.next();
+            if (field.getKey().indexOf('\u0000') >= 0 || containsNul(field.getValue())) {
+                return true;
+            }
+        }
+        if (node.isArray()) {
+            for (JsonNode element : node) {
+                if (containsNul(element)) {
+                    return true;
+                }
+            }
+        }
+        return false;
     }
 
     private static Target target(JsonNode to) {

@@ -67,7 +67,8 @@ public class NotificationService {
         /** Sent now to up to 100 devices, without an idempotency key: stored by the batched statements. */
         boolean plainDeviceSend() {
             return idempotencyKey == null && request.sendAt() == null && request.target().kind() == Target.Kind.DEVICES
-                    && request.target().ids().size() <= ROUTE_WHILE_ACCEPTING;
+                    && request.target().ids().size() <= ROUTE_WHILE_ACCEPTING
+                    && request.channels().contains(Channel.PUSH);
         }
     }
 

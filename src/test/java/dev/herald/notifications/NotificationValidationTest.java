@@ -59,6 +59,8 @@ class NotificationValidationTest extends HeraldTest {
                 arguments("sendAt too far", Map.of("to", Map.of("users", List.of("u")), "title", "Hi",
                         "sendAt", Instant.now().plus(31, ChronoUnit.DAYS).toString()), "sendAt"),
                 arguments("unknown field", Map.of("to", Map.of("users", List.of("u")), "title", "Hi", "subtitle", "x"), "subtitle"),
+                arguments("NUL in the body", Map.of("to", Map.of("users", List.of("u")), "title", "Hi", "body", "a\u0000b"), "body"),
+                arguments("NUL in a data value", Map.of("to", Map.of("users", List.of("u")), "title", "Hi", "data", Map.of("k", "\u0000")), "data"),
                 arguments("link with a space", Map.of("to", Map.of("users", List.of("u")), "title", "Hi", "link", "https://a b"), "link"));
     }
 
@@ -110,6 +112,21 @@ class NotificationValidationTest extends HeraldTest {
         title.put("de", "L".repeat(3_990));
         Api.Response refused = api.post("/v1/notifications", tenant.key(),
                 Map.of("to", Map.of("users", List.of("u")), "title", title, "body", "b".repeat(200)));
+
+        assertThat(refused.status()).as(refused.toString()).isEqualTo(413);
+    }
+
+    @Test
+    void answers413WhenATitleAndABodyOfDifferentLocalesMeet() {
+        // a recipient in "es" gets the first title (fr) and the first body (de): 2 x 1,990 bytes together
+        Map<String, Object> title = new LinkedHashMap<>();
+        title.put("fr", "T".repeat(1_990));
+        title.put("de", "t");
+        Map<String, Object> body = new LinkedHashMap<>();
+        body.put("de", "B".repeat(1_990));
+        body.put("fr", "b");
+        Api.Response refused = api.post("/v1/notifications", tenant.key(),
+                Map.of("to", Map.of("users", List.of("u")), "title", title, "body", body));
 
         assertThat(refused.status()).as(refused.toString()).isEqualTo(413);
     }

@@ -366,6 +366,18 @@ class PushDeliveryTest extends HeraldTest implements TestPropertyProvider {
     }
 
     @Test
+    void ttlZeroIsSentOnceNowOrNever() {
+        String token = apnsToken();
+        String installation = register("now-" + token.substring(0, 8), iosDevice(tenant.app(), token));
+
+        JsonNode status = awaitStatus(send(Map.of("to", Map.of("devices", List.of(installation)), "title", "Now or never",
+                "ttlSeconds", 0)), "done");
+
+        assertThat(delivery(status, installation).path("status").asText()).isEqualTo("sent");
+        assertThat(apns.receivedFor(token)).hasSize(1);
+    }
+
+    @Test
     void scheduledNotificationWaitsForItsTime() {
         String token = apnsToken();
         String installation = register("later-" + token.substring(0, 8), iosDevice(tenant.app(), token));
