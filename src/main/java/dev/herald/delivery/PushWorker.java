@@ -50,13 +50,14 @@ public class PushWorker implements AutoCloseable {
     private final Semaphore capacity;
     private final BlockingQueue<PushDispatcher.Settled> settled = new LinkedBlockingQueue<>();
     private final Thread claimer;
-    private final Thread writer;
+    private final List<Thread> writers = new ArrayList<>();
     private volatile boolean running = true;
 
     PushWorker(DeliveryStore store, NotificationPlans plans, PushDispatcher dispatcher, WorkSignals signals,
                Clock clock, MeterRegistry meters,
                @Value("${herald.delivery.in-flight:5000}") int inFlight,
-               @Value("${herald.delivery.poll:500ms}") Duration poll) {
+               @Value("${herald.delivery.poll:500ms}") Duration poll,
+               @Value("${herald.delivery.result-writers:1}") int resultWriters) {
         this.store = store;
         this.plans = plans;
         this.dispatcher = dispatcher;
@@ -68,11 +69,14 @@ public class PushWorker implements AutoCloseable {
         this.capacity = new Semaphore(maxInFlight);
         signals.listen();
         claimer = new Thread(this::claimLoop, "push-claimer");
-        writer = new Thread(this::writeLoop, "push-results");
+        for (int i = 0; i < Math.max(1, resultWriters); i++) {
+            Thread writer = new Thread(this::writeLoop, "push-results-" + i);
+            writer.setDaemon(true);
+            writers.add(writer);
+        }
         claimer.setDaemon(true);
-        writer.setDaemon(true);
         claimer.start();
-        writer.start();
+        writers.forEach(Thread::start);
     }
 
     private void claimLoop() {
@@ -233,7 +237,9 @@ public class PushWorker implements AutoCloseable {
         claimer.interrupt();
         try {
             claimer.join(TimeUnit.SECONDS.toMillis(5));
-            writer.join(TimeUnit.SECONDS.toMillis(10));
+            for (Thread writer : writers) {
+                writer.join(TimeUnit.SECONDS.toMillis(10));
+            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
