@@ -16,7 +16,6 @@ import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 
 /**
  * Deliveries and routing jobs in PostgreSQL. Queued push deliveries and routing jobs are queues:
@@ -449,20 +448,6 @@ public class DeliveryStore {
                 }
             }
             return cleared;
-        });
-    }
-
-    /** When the earliest queued push or job falls due (empty when there is none). */
-    @Transactional
-    public Optional<Instant> nextDue() {
-        return jdbc.prepareStatement("""
-                SELECT least((SELECT min(next_attempt_at) FROM deliveries WHERE status = 'queued'),
-                             (SELECT min(run_at) FROM jobs))""", ps -> {
-            try (ResultSet rs = ps.executeQuery()) {
-                rs.next();
-                Timestamp t = rs.getTimestamp(1);
-                return Optional.ofNullable(t == null ? null : t.toInstant());
-            }
         });
     }
 

@@ -64,9 +64,4 @@ class NotificationPlans {
         cache.put(notification.id(), plan);
         return plan;
     }
-
-    /** Forgets a notification (cancelled or deleted). */
-    void forget(String id) {
-        cache.invalidate(id);
-    }
 }

@@ -1,7 +1,6 @@
 package dev.herald.delivery;
 
 import java.time.Duration;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 
@@ -39,10 +38,5 @@ final class WorkSignal {
         } finally {
             lock.unlock();
         }
-    }
-
-    /** Waits at most {@code millis}; a convenience for loops. */
-    boolean await(long millis) throws InterruptedException {
-        return await(Duration.of(millis, TimeUnit.MILLISECONDS.toChronoUnit()));
     }
 }

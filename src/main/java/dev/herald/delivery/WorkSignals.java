@@ -41,7 +41,7 @@ public class WorkSignals implements AutoCloseable {
     final WorkSignal pushes = new WorkSignal();
     private final DataSource dataSource;
     private volatile boolean running = true;
-    private Thread listener;
+    private volatile Thread listener;
 
     WorkSignals(DataSource dataSource) {
         // the raw pool: this connection lives outside any transaction, for as long as the node
@@ -65,7 +65,9 @@ public class WorkSignals implements AutoCloseable {
      * committed.
      */
     public void announce(Kind kind) {
-        listen();
+        if (listener == null) {
+            listen();
+        }
         if (kind == Kind.ROUTE) {
             routeToAnnounce = true;
         } else {

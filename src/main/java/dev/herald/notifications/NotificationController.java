@@ -11,7 +11,6 @@ import dev.herald.auth.Caller;
 import dev.herald.auth.Scope;
 import dev.herald.delivery.DeliveryStore;
 import dev.herald.delivery.DeliveryView;
-import dev.herald.delivery.PushContent;
 import dev.herald.fcm.FcmPayloads;
 import io.micronaut.core.annotation.Nullable;
 import io.micronaut.http.HttpResponse;
@@ -152,17 +151,16 @@ class NotificationController {
 
     /** 413 when any recipient's APNs or FCM payload would be over the gateway's limit. */
     private static void checkPayloadSizes(NotificationRequest request, Instant now) {
-        for (PushContent content : request.everyVariant(now.plusSeconds(request.ttlSeconds()))) {
-            int apns = ApnsPayloads.size(content);
-            if (apns > ApnsPayloads.MAX_PAYLOAD_BYTES) {
-                throw new ApiException(ProblemType.PAYLOAD_TOO_LARGE, "The APNs payload would be " + apns
-                        + " bytes; APNs takes at most " + ApnsPayloads.MAX_PAYLOAD_BYTES, List.of(), Map.of());
-            }
-            int fcm = FcmPayloads.size(content);
-            if (fcm > FcmPayloads.MAX_PAYLOAD_BYTES) {
-                throw new ApiException(ProblemType.PAYLOAD_TOO_LARGE, "The FCM payload would be " + fcm
-                        + " bytes; FCM takes at most " + FcmPayloads.MAX_PAYLOAD_BYTES, List.of(), Map.of());
-            }
+        Instant expiresAt = now.plusSeconds(request.ttlSeconds());
+        int apns = ApnsPayloads.size(request.largestPush(ApnsPayloads::size, expiresAt));
+        if (apns > ApnsPayloads.MAX_PAYLOAD_BYTES) {
+            throw new ApiException(ProblemType.PAYLOAD_TOO_LARGE, "The APNs payload would be " + apns
+                    + " bytes; APNs takes at most " + ApnsPayloads.MAX_PAYLOAD_BYTES, List.of(), Map.of());
+        }
+        int fcm = FcmPayloads.size(request.largestPush(FcmPayloads::size, expiresAt));
+        if (fcm > FcmPayloads.MAX_PAYLOAD_BYTES) {
+            throw new ApiException(ProblemType.PAYLOAD_TOO_LARGE, "The FCM payload would be " + fcm
+                    + " bytes; FCM takes at most " + FcmPayloads.MAX_PAYLOAD_BYTES, List.of(), Map.of());
         }
     }
 }

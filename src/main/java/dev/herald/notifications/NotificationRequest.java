@@ -51,23 +51,41 @@ public record NotificationRequest(Target target, String category, String type, P
     }
 
     /**
-     * Every title and body a recipient may get together, for checking payload sizes up front: title
-     * and body fall back each on its own, so any title may meet any body.
+     * The largest push a recipient may get, as {@code size} measures it: title and body fall back each
+     * on its own, so any title may meet any body. A payload's size is its fixed part plus the title's
+     * and the body's encoded lengths, so the largest title with the largest body is the largest pair:
+     * found in one pass over each, not by trying every pair.
      */
-    public java.util.List<PushContent> everyVariant(Instant expiresAt) {
-        java.util.List<String> titles = title == null ? java.util.Collections.singletonList(null)
-                : java.util.List.copyOf(title.byLocale().values());
-        java.util.List<String> bodies = body == null ? java.util.Collections.singletonList(null)
-                : java.util.List.copyOf(body.byLocale().values());
-        java.util.List<PushContent> variants = new java.util.ArrayList<>();
-        for (String t : titles) {
-            for (String b : bodies) {
-                // the largest badge an "unread" count may become
-                variants.add(new PushContent(silent() ? PushKind.BACKGROUND : PushKind.ALERT, t, b, data, link,
-                        badgeUnread ? Integer.valueOf(99_999) : badge, sound, collapseKey, priority, expiresAt));
+    public PushContent largestPush(java.util.function.ToIntFunction<PushContent> size, Instant expiresAt) {
+        String largestTitle = largest(title, t -> size.applyAsInt(variant(t, firstOf(body), expiresAt)));
+        String largestBody = largest(body, b -> size.applyAsInt(variant(largestTitle, b, expiresAt)));
+        return variant(largestTitle, largestBody, expiresAt);
+    }
+
+    private static String largest(LocalizedText text, java.util.function.ToIntFunction<String> size) {
+        if (text == null) {
+            return null;
+        }
+        String best = null;
+        int bestSize = -1;
+        for (String candidate : text.byLocale().values()) {
+            int candidateSize = size.applyAsInt(candidate);
+            if (candidateSize > bestSize) {
+                best = candidate;
+                bestSize = candidateSize;
             }
         }
-        return variants;
+        return best;
+    }
+
+    private static String firstOf(LocalizedText text) {
+        return text == null ? null : text.byLocale().values().iterator().next();
+    }
+
+    private PushContent variant(String t, String b, Instant expiresAt) {
+        // the largest badge an "unread" count may become
+        return new PushContent(silent() ? PushKind.BACKGROUND : PushKind.ALERT, t, b, data, link,
+                badgeUnread ? Integer.valueOf(99_999) : badge, sound, collapseKey, priority, expiresAt);
     }
 
     /** A notification without title is a silent background push. */

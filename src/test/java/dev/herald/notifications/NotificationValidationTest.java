@@ -11,7 +11,6 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 import java.time.Instant;
 import java.time.temporal.ChronoUnit;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -164,6 +163,27 @@ class NotificationValidationTest extends HeraldTest {
         assertThat(otherAppSameKey.json().path("id").asText()).isNotEqualTo(first.json().path("id").asText());
     }
 
+    @jakarta.inject.Inject
+    dev.herald.support.Sql sql;
+
+    @jakarta.inject.Inject
+    IdempotencyKeyCleanup cleanup;
+
+    @Test
+    void idempotencyKeysAreForgottenAfter24Hours() {
+        Map<String, Object> body = Map.of("to", Map.of("users", List.of("u1")), "title", "Hi");
+        Api.Response first = api.sendWithHeader("POST", "/v1/notifications", tenant.key(), body, "Idempotency-Key", "old-key");
+        sql.update("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'"
+                + " WHERE app_id = ? AND key = 'old-key'", tenant.app());
+
+        cleanup.run();
+
+        assertThat(sql.count("SELECT count(*) FROM idempotency_keys WHERE app_id = ?", tenant.app())).isZero();
+        Api.Response again = api.sendWithHeader("POST", "/v1/notifications", tenant.key(), body, "Idempotency-Key", "old-key");
+        assertThat(again.status()).isEqualTo(202);
+        assertThat(again.json().path("id").asText()).isNotEqualTo(first.json().path("id").asText());
+    }
+
     @Test
     void anotherAppsNotificationIsNotFound() {
         Api.Response accepted = api.post("/v1/notifications", tenant.key(),
@@ -209,13 +229,5 @@ class NotificationValidationTest extends HeraldTest {
 
         assertThat(page.status()).isEqualTo(400);
         assertThat(fields(page.json())).contains("limit");
-    }
-
-    static List<String> many(int n) {
-        List<String> ids = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            ids.add("id" + i);
-        }
-        return ids;
     }
 }
