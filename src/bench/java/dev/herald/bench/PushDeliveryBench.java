@@ -72,6 +72,8 @@ public final class PushDeliveryBench {
     private final int concurrency = Integer.getInteger("bench.concurrency", 64);
     private final int devices = Integer.getInteger("bench.devices", 1_000_000);
     private final int legPushes = Integer.getInteger("bench.legPushes", 200_000);
+    /** Parts to run, for profiling one of them: {@code -Dbench.parts=sends,fanout,legs}. */
+    private final List<String> parts = List.of(System.getProperty("bench.parts", "sends,fanout,legs").split(","));
     private final ObjectMapper json = new ObjectMapper();
     private final List<String[]> rows = new ArrayList<>();
     private final List<String> verdicts = new ArrayList<>();
@@ -104,10 +106,16 @@ public final class PushDeliveryBench {
                 String key = BenchService.field(service.expect(service.post("/v1/apps/" + APP + "/keys", service.adminKey(),
                         "{\"name\":\"bench\",\"mode\":\"live\",\"scopes\":[\"send\"]}"), 201, "create key"), "key");
                 seed(service);
-                sustainedSends(service, key, apns);
-                fanOut(service, key, apns, fcm);
+                if (parts.contains("sends")) {
+                    sustainedSends(service, key, apns);
+                }
+                if (parts.contains("fanout")) {
+                    fanOut(service, key, apns, fcm);
+                }
             }
-            legsAlone(apns, fcm, apnsBlock, fcmBlock, p8);
+            if (parts.contains("legs")) {
+                legsAlone(apns, fcm, apnsBlock, fcmBlock, p8);
+            }
         }
         ok = verdicts.stream().noneMatch(v -> v.contains("NOT met"));
         String table = BenchService.table(rows);
