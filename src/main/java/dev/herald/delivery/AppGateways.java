@@ -16,7 +16,7 @@ import java.util.Optional;
  * Blocking on a miss: call from worker threads only.
  */
 @Singleton
-class AppGateways {
+public class AppGateways {
 
     static final Duration FRESHNESS = Duration.ofSeconds(5);
 
@@ -28,8 +28,13 @@ class AppGateways {
         this.apps = apps;
     }
 
+    /** Whether the app has a webhook to tell of events. */
+    public boolean hasWebhook(String appId) {
+        return cache.get(appId, apps::find).map(a -> a.document().hasNonNull("webhook")).orElse(false);
+    }
+
     /** The app's credentials for the platform's gateway, or empty when the app has none configured. */
-    Optional<GatewayCredentials> credentials(String appId, Platform platform) {
+    public Optional<GatewayCredentials> credentials(String appId, Platform platform) {
         Optional<AppStore.StoredApp> app = cache.get(appId, apps::find);
         return app.flatMap(a -> {
             JsonNode block = a.document().get(platform == Platform.IOS ? "apns" : "fcm");

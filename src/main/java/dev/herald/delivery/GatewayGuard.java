@@ -28,6 +28,7 @@ public final class GatewayGuard {
     private final AtomicInteger inFlight = new AtomicInteger();
     private final AtomicInteger drainRequests = new AtomicInteger();
     private final Queue<Runnable> waiting = new ConcurrentLinkedQueue<>();
+    private final Queue<Runnable> urgent = new ConcurrentLinkedQueue<>();
     private final CircuitBreaker breaker;
     private final Duration openFor;
 
@@ -57,9 +58,14 @@ public final class GatewayGuard {
      * it and will try again), so a slow gateway cannot make one push go out twice.
      */
     public CompletableFuture<PushResult> call(Supplier<CompletableFuture<PushResult>> send) {
+        return call(send, false);
+    }
+
+    /** As {@link #call(Supplier)}; an {@code urgent} push goes ahead of every waiting non-urgent one. */
+    public CompletableFuture<PushResult> call(Supplier<CompletableFuture<PushResult>> send, boolean urgent) {
         CompletableFuture<PushResult> answer = new CompletableFuture<>();
         long queuedAt = System.nanoTime();
-        waiting.add(() -> {
+        (urgent ? this.urgent : waiting).add(() -> {
             if (System.nanoTime() - queuedAt > MAX_WAIT.toNanos()) {
                 finish(answer, new PushResult.Retry("queue_timeout", null));
             } else {
@@ -86,7 +92,10 @@ public final class GatewayGuard {
         }
         do {
             while (inFlight.get() < maxInFlight) {
-                Runnable next = waiting.poll();
+                Runnable next = urgent.poll();
+                if (next == null) {
+                    next = waiting.poll();
+                }
                 if (next == null) {
                     break;
                 }

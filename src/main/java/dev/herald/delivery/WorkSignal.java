@@ -8,13 +8,13 @@ import java.util.concurrent.locks.ReentrantLock;
  * A wake-up for one worker: {@link #signal()} from anywhere, {@link #await(Duration)} in the worker. A
  * signal given while the worker is busy is kept, so the next wait returns at once. Thread-safe.
  */
-final class WorkSignal {
+public final class WorkSignal {
 
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition signalled = lock.newCondition();
     private boolean pending;
 
-    void signal() {
+    public void signal() {
         lock.lock();
         try {
             pending = true;
@@ -25,7 +25,7 @@ final class WorkSignal {
     }
 
     /** Waits until signalled or {@code timeout} passed; answers whether a signal came. */
-    boolean await(Duration timeout) throws InterruptedException {
+    public boolean await(Duration timeout) throws InterruptedException {
         lock.lock();
         try {
             long nanos = timeout.toNanos();

@@ -159,8 +159,10 @@ public final class FcmPayloads {
         return content.kind() == PushKind.VOIP || content.priority() == Priority.HIGH;
     }
 
+    /** The time left until {@code expiresAt}, rounded up to whole seconds (a call ringing 30 s gets ttl "30s"). */
     private static long ttlMillis(PushContent content, Instant now) {
-        return Math.max(0, Duration.between(now, content.expiresAt()).toMillis());
+        long millis = Math.max(0, Duration.between(now, content.expiresAt()).toMillis());
+        return (millis + 999) / 1000 * 1000;
     }
 
     /** As firebase-admin's {@code AndroidConfig} writes it: {@code "90s"}, or {@code "1.500000000s"}. */

@@ -191,6 +191,23 @@ public class NotificationService {
     }
 
     /**
+     * Accepts a notification Herald sends of its own accord (a missed call), in the caller's transaction,
+     * routed by a job due now: after the commit, announce {@link dev.herald.delivery.WorkSignals.Kind#ROUTE}.
+     * {@code body} is a request as {@code POST /v1/notifications} takes it; answers the notification's id.
+     */
+    public String acceptFromHerald(String appId, boolean test, JsonNode body, Instant now) {
+        NotificationRequest request = NotificationRequests.parse(body, now);
+        String id = newId();
+        int recipients = request.target().kind() == Target.Kind.USERS ? request.target().ids().size()
+                : request.target().kind() == Target.Kind.DEVICES ? deliveries.countDevices(appId, request.target().ids())
+                : deliveries.countTagged(appId, request.target().ids());
+        notifications.insert(id, appId, test, body, "routing", recipients, false, now,
+                now.plusSeconds(request.ttlSeconds()), now);
+        deliveries.insertJob(id, now);
+        return id;
+    }
+
+    /**
      * Cancels a scheduled notification: true when it is (now or already) cancelled, false when routing
      * began; empty when the app has no such notification.
      */

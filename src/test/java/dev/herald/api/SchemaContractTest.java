@@ -96,6 +96,16 @@ class SchemaContractTest extends HeraldTest {
         assertThat(token.status()).isEqualTo(201);
         assertValid("user-token", token.json());
 
+        ObjectNode callRequest = (ObjectNode) Api.JSON.readTree(DIR.resolve("examples/call-request.json").toFile());
+        callRequest.put("callee", tenant.userId());
+        callRequest.put("callId", "example-" + tenant.userId());
+        Api.Response call = api.post("/v1/calls", tenant.key(), callRequest.toString());
+        assertThat(call.status()).as(call.toString()).isEqualTo(200);
+        assertValid("call", call.json());
+        Api.Response ended = api.delete("/v1/calls/example-" + tenant.userId() + "?reason=declined", tenant.key());
+        assertThat(ended.status()).as(ended.toString()).isEqualTo(200);
+        assertValid("call", ended.json());
+
         String keyRequest = Files.readString(DIR.resolve("examples/app-key-request.json"));
         assertThat(api.post("/v1/apps/" + tenant.app() + "/keys", tenant.key(), keyRequest).status()).isEqualTo(201);
 

@@ -1,0 +1,420 @@
+package dev.herald.calls;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.herald.api.ApiException;
+import dev.herald.api.JsonBodies;
+import dev.herald.auth.Caller;
+import dev.herald.delivery.AppGateways;
+import dev.herald.delivery.DeliveryStore;
+import dev.herald.delivery.Priority;
+import dev.herald.delivery.PushContent;
+import dev.herald.delivery.PushKind;
+import dev.herald.delivery.WorkSignals;
+import dev.herald.devices.Platform;
+import dev.herald.notifications.NotificationService;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import io.micronaut.context.annotation.Value;
+import io.micronaut.transaction.TransactionOperations;
+import jakarta.annotation.PreDestroy;
+import jakarta.inject.Singleton;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.sql.Connection;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * Incoming calls, the fast path: no queue. Ringing reads the callee's devices while inserting the call
+ * (one statement, which also decides that a second post of the same callId only answers), commits,
+ * sends every route at once through {@link CallRinger}, records the gateways' answers and only then
+ * answers. Ending a call (DELETE, or its ring time running out) sends {@code call.ended} to the routes
+ * that rang, once: whichever ends the call first does it. A call that times out also becomes a
+ * {@code call.missed} notification, created in the same transaction that ends it.
+ *
+ * <p>The database work runs on a small pool of its own ({@code herald.calls.threads}), never on an
+ * event loop and never behind notification work.
+ */
+@Singleton
+public class CallService implements AutoCloseable {
+
+    private static final Logger LOG = LoggerFactory.getLogger(CallService.class);
+    /** How long a call.ended message may wait for a device that is offline. */
+    static final Duration ENDED_TTL = Duration.ofSeconds(30);
+    /** Ended calls are kept this long, so their callId is not rung again and GET can show them. */
+    static final Duration RETENTION = Duration.ofDays(7);
+
+    private final CallStore store;
+    private final CallRinger ringer;
+    private final DeliveryStore deliveries;
+    private final NotificationService notifications;
+    private final WorkSignals signals;
+    private final AppGateways gateways;
+    private final TransactionOperations<Connection> transactions;
+    private final MeterRegistry meters;
+    private final Clock clock;
+    private final ObjectMapper mapper;
+    private final ExecutorService executor;
+    private final Timer ringLatency;
+    private final Timer endLatency;
+
+    CallService(CallStore store, CallRinger ringer, DeliveryStore deliveries, NotificationService notifications,
+                WorkSignals signals, AppGateways gateways, TransactionOperations<Connection> transactions,
+                MeterRegistry meters, Clock clock, JsonBodies bodies, @Value("${herald.calls.threads:8}") int threads) {
+        this.store = store;
+        this.ringer = ringer;
+        this.deliveries = deliveries;
+        this.notifications = notifications;
+        this.signals = signals;
+        this.gateways = gateways;
+        this.transactions = transactions;
+        this.meters = meters;
+        this.clock = clock;
+        this.mapper = bodies.mapper();
+        AtomicInteger n = new AtomicInteger();
+        this.executor = Executors.newFixedThreadPool(threads, r -> {
+            Thread t = new Thread(r, "calls-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        });
+        this.ringLatency = Timer.builder("herald.calls.handover").tag("event", "call.incoming")
+                .description("From a call request to every gateway's acknowledgement").register(meters);
+        this.endLatency = Timer.builder("herald.calls.handover").tag("event", "call.ended")
+                .description("From a call request to every gateway's acknowledgement").register(meters);
+    }
+
+    private volatile Runnable ringListener = () -> { };
+
+    /** Called after every call this node rings (the missed-call sweep then looks at its ring end). */
+    void onRing(Runnable listener) {
+        this.ringListener = listener;
+    }
+
+    /** A call and the routes to show with it. */
+    record Answer(CallStore.StoredCall call, List<CallStore.Route> routes, boolean ended) {
+    }
+
+    /** Rings the callee's devices, or answers the call already ringing under this callId. */
+    CompletableFuture<Answer> ring(Caller.AppKey key, CallRequest request) {
+        long started = System.nanoTime();
+        // as PostgreSQL keeps it, so a repeated post answers the very same createdAt
+        Instant now = clock.instant().truncatedTo(java.time.temporal.ChronoUnit.MICROS);
+        CallStore.StoredCall call = new CallStore.StoredCall(key.appId(), request.callId(), key.test(), request.callee(),
+                request.callerId(), request.callerName(), request.video(), request.ringSeconds(), now,
+                now.plusSeconds(request.ringSeconds()), null, null, null);
+        return CompletableFuture.supplyAsync(() -> transactions.executeWrite(status -> store.start(call, devices -> plan(call, devices))), executor)
+                .thenCompose(startedCall -> {
+                    if (!startedCall.created()) {
+                        return CompletableFuture.completedFuture(new Answer(startedCall.call(), startedCall.routes(), false));
+                    }
+                    meters.counter("herald.calls.started", "app", key.appId()).increment();
+                    ringListener.run();
+                    List<CallStore.Route> toSend = startedCall.routes().stream().filter(r -> "sending".equals(r.status())).toList();
+                    return ringer.send(key.appId(), toSend, incoming(call), "call.incoming", call.callId())
+                            .thenApplyAsync(outcomes -> recordRung(startedCall, toSend, outcomes, started), executor);
+                });
+    }
+
+    /**
+     * Which route each device gets: iOS the VoIP token, Android the FCM token. Routes that need no
+     * gateway (no token, a test key, no credentials) get their final status at once; the rest are
+     * {@code sending}. A callee with no device gets one route saying so.
+     */
+    private List<CallStore.Route> plan(CallStore.StoredCall call, List<CallStore.CalleeDevice> devices) {
+        List<CallStore.Route> routes = new ArrayList<>();
+        if (devices.isEmpty()) {
+            routes.add(new CallStore.Route(0, null, null, "push", null, "suppressed", "no_device", null, null));
+            return routes;
+        }
+        int seq = 0;
+        for (CallStore.CalleeDevice d : devices) {
+            Platform platform = Platform.fromWire(d.platform());
+            boolean ios = platform == Platform.IOS;
+            String channel = ios ? "voip" : "push";
+            String token = ios ? d.voipToken() : d.pushToken();
+            String status;
+            String reason = null;
+            if (token == null) {
+                status = "suppressed";
+                reason = ios ? "no_voip_token" : "no_token";
+            } else if (call.test()) {
+                status = "simulated";
+            } else if (!ringer.configured(call.appId(), platform)) {
+                status = "suppressed";
+                reason = "not_configured";
+            } else {
+                status = "sending";
+            }
+            routes.add(new CallStore.Route(seq++, d.installationId(), d.platform(), channel, token, status, reason, null, null));
+        }
+        return routes;
+    }
+
+    private Answer recordRung(CallStore.Started started, List<CallStore.Route> sent, List<CallRinger.Outcome> outcomes,
+                              long startedNanos) {
+        ringLatency.record(System.nanoTime() - startedNanos, TimeUnit.NANOSECONDS);
+        CallStore.StoredCall call = started.call();
+        Map<Integer, CallStore.Route> bySeq = new LinkedHashMap<>();
+        started.routes().forEach(r -> bySeq.put(r.seq(), r));
+        List<CallStore.Route> changed = new ArrayList<>();
+        List<CallStore.DeadVoipToken> deadVoip = new ArrayList<>();
+        List<DeliveryStore.DeadToken> deadPush = new ArrayList<>();
+        for (int i = 0; i < sent.size(); i++) {
+            CallStore.Route route = sent.get(i);
+            CallRinger.Outcome outcome = outcomes.get(i);
+            if (outcome.tokenDead()) {
+                if ("voip".equals(route.channel())) {
+                    deadVoip.add(new CallStore.DeadVoipToken(route.installationId(), route.token(), outcome.deadSince()));
+                } else {
+                    deadPush.add(new DeliveryStore.DeadToken(route.installationId(), route.token(), outcome.deadSince()));
+                }
+            }
+            CallStore.Route updated = route.withOutcome(outcome.status(), outcome.reason(), outcome.tokenDead());
+            changed.add(updated);
+            bySeq.put(updated.seq(), updated);
+        }
+        List<CallStore.Route> routes = List.copyOf(bySeq.values());
+        Instant now = clock.instant();
+        boolean webhook = gateways.hasWebhook(call.appId());
+        try {
+            transactions.executeWrite(status -> {
+                if (!changed.isEmpty()) {
+                    store.recordRung(call.appId(), call.callId(), changed, now);
+                }
+                if (!deadVoip.isEmpty()) {
+                    store.clearDeadVoipTokens(deadVoip, now);
+                }
+                if (!deadPush.isEmpty()) {
+                    deliveries.clearDeadTokens(deadPush, now);
+                }
+                if (webhook) {
+                    store.addWebhookEvent(call.appId(), "call.routed", event(call, routes, false, null), now);
+                }
+                return null;
+            });
+        } catch (RuntimeException e) {
+            // the call rang; only its record is behind: the answer still tells the caller what happened
+            LOG.warn("Call {} of app {}: route outcomes not recorded: {}", call.callId(), call.appId(), e.toString());
+        }
+        count(call.appId(), "call.incoming", routes, false);
+        return new Answer(call, routes, false);
+    }
+
+    /**
+     * Ends a ringing call and sends {@code call.ended} to every route that rang; a call already ended is
+     * answered as it ended, sending nothing. 404 for a call the app does not have.
+     */
+    CompletableFuture<Answer> end(Caller.AppKey key, String callId, EndReason reason) {
+        long started = System.nanoTime();
+        return CompletableFuture.supplyAsync(() -> transactions.executeWrite(status -> {
+            Instant now = clock.instant();
+            var ended = store.end(key.appId(), callId, reason, now);
+            if (ended.isPresent()) {
+                return new Answer(ended.get(), store.routes(key.appId(), callId), true);
+            }
+            CallStore.StoredCall existing = store.find(key.appId(), callId).orElseThrow(() -> ApiException.notFound("Call"));
+            return new Answer(existing, store.routes(key.appId(), callId), false);
+        }), executor).thenCompose(answer -> answer.ended() ? sendEnded(answer.call(), answer.routes(), started)
+                : CompletableFuture.completedFuture(new Answer(answer.call(), answer.routes(), true)));
+    }
+
+    /** Sends call.ended on the routes that rang and records the outcomes. */
+    private CompletableFuture<Answer> sendEnded(CallStore.StoredCall call, List<CallStore.Route> routes, long startedNanos) {
+        meters.counter("herald.calls.ended", "app", call.appId(), "reason", call.endReason()).increment();
+        List<CallStore.Route> toSend = new ArrayList<>();
+        List<CallStore.Route> settled = new ArrayList<>();
+        for (CallStore.Route r : routes) {
+            if (r.token() == null || "suppressed".equals(r.status())) {
+                settled.add(r.withEnd("suppressed", r.reason() == null ? "token_invalid" : r.reason()));
+            } else if ("simulated".equals(r.status())) {
+                settled.add(r.withEnd("simulated", null));
+            } else {
+                toSend.add(r);
+            }
+        }
+        return ringer.send(call.appId(), toSend, ended(call), "call.ended", call.callId()).thenApplyAsync(outcomes -> {
+            endLatency.record(System.nanoTime() - startedNanos, TimeUnit.NANOSECONDS);
+            Map<Integer, CallStore.Route> bySeq = new java.util.TreeMap<>();
+            settled.forEach(r -> bySeq.put(r.seq(), r));
+            for (int i = 0; i < toSend.size(); i++) {
+                CallRinger.Outcome o = outcomes.get(i);
+                bySeq.put(toSend.get(i).seq(), toSend.get(i).withEnd(o.status(), o.reason()));
+            }
+            List<CallStore.Route> all = List.copyOf(bySeq.values());
+            Instant now = clock.instant();
+            boolean webhook = gateways.hasWebhook(call.appId());
+            try {
+                transactions.executeWrite(status -> {
+                    store.recordEnded(call.appId(), call.callId(), all, now);
+                    if (webhook) {
+                        store.addWebhookEvent(call.appId(), "call.ended", event(call, all, true, call.endReason()), now);
+                    }
+                    return null;
+                });
+            } catch (RuntimeException e) {
+                LOG.warn("Call {} of app {}: call.ended outcomes not recorded: {}", call.callId(), call.appId(), e.toString());
+            }
+            count(call.appId(), "call.ended", all, true);
+            return new Answer(call, all, true);
+        }, executor);
+    }
+
+    /**
+     * Ends calls whose ring time ran out (reason {@code timeout}), each with its {@code call.missed}
+     * notification in the same transaction, then sends their call.ended messages. Answers how many
+     * calls it ended. Safe to run on every node at once: each call is ended by one of them.
+     */
+    int endTimedOut(int limit) {
+        Instant now = clock.instant();
+        List<CallStore.StoredCall> ended = transactions.executeWrite(status -> {
+            List<CallStore.StoredCall> calls = store.endTimedOut(now, limit);
+            List<CallStore.StoredCall> withMissed = new ArrayList<>(calls.size());
+            for (CallStore.StoredCall c : calls) {
+                String id = notifications.acceptFromHerald(c.appId(), c.test(), missedCall(c), now);
+                store.setMissedNotification(c.appId(), c.callId(), id);
+                withMissed.add(new CallStore.StoredCall(c.appId(), c.callId(), c.test(), c.callee(), c.callerId(),
+                        c.callerName(), c.video(), c.ringSeconds(), c.createdAt(), c.ringUntil(), c.endedAt(),
+                        c.endReason(), id));
+            }
+            return withMissed;
+        });
+        if (ended.isEmpty()) {
+            return 0;
+        }
+        signals.wakeRouter();
+        signals.announce(WorkSignals.Kind.ROUTE);
+        for (CallStore.StoredCall call : ended) {
+            long started = System.nanoTime();
+            CompletableFuture.supplyAsync(() -> transactions.executeRead(status -> store.routes(call.appId(), call.callId())), executor)
+                    .thenCompose(routes -> sendEnded(call, routes, started))
+                    .whenComplete((answer, failure) -> {
+                        if (failure != null) {
+                            LOG.warn("Call {} of app {} timed out; its call.ended messages failed: {}", call.callId(),
+                                    call.appId(), failure.toString());
+                        }
+                    });
+        }
+        return ended.size();
+    }
+
+    /** The earliest moment a ringing call times out, if any rings. */
+    java.util.Optional<Instant> nextRingEnd() {
+        return transactions.executeRead(status -> store.nextRingEnd());
+    }
+
+    /** Forgets calls that ended more than {@link #RETENTION} ago; answers how many. */
+    int forgetOld() {
+        Instant before = clock.instant().minus(RETENTION);
+        int total = 0;
+        int n;
+        do {
+            n = transactions.executeWrite(status -> store.deleteEndedBefore(before, 10_000));
+            total += n;
+        } while (n == 10_000);
+        return total;
+    }
+
+    /** A call as GET shows it, with its call.incoming routes. */
+    CompletableFuture<Answer> find(Caller.AppKey key, String callId) {
+        return CompletableFuture.supplyAsync(() -> transactions.executeRead(status -> {
+            CallStore.StoredCall call = store.find(key.appId(), callId).orElseThrow(() -> ApiException.notFound("Call"));
+            return new Answer(call, store.routes(key.appId(), callId), false);
+        }), executor);
+    }
+
+    /** {@code {type: "call.incoming", callId, callerId, callerName, video}}, until the ring ends. */
+    static PushContent incoming(CallStore.StoredCall call) {
+        Map<String, String> data = new LinkedHashMap<>();
+        data.put("type", "call.incoming");
+        data.put("callId", call.callId());
+        data.put("callerId", call.callerId());
+        if (call.callerName() != null) {
+            data.put("callerName", call.callerName());
+        }
+        data.put("video", Boolean.toString(call.video()));
+        return new PushContent(PushKind.VOIP, null, null, data, null, null, null, call.callId(), Priority.HIGH,
+                call.ringUntil());
+    }
+
+    /** {@code {type: "call.ended", callId, reason}}, for {@link #ENDED_TTL}. */
+    PushContent ended(CallStore.StoredCall call) {
+        Map<String, String> data = new LinkedHashMap<>();
+        data.put("type", "call.ended");
+        data.put("callId", call.callId());
+        data.put("reason", call.endReason());
+        return new PushContent(PushKind.VOIP, null, null, data, null, null, null, call.callId(), Priority.HIGH,
+                clock.instant().plus(ENDED_TTL));
+    }
+
+    /** The call.missed notification to the callee, routed like any notification. */
+    private ObjectNode missedCall(CallStore.StoredCall call) {
+        ObjectNode body = mapper.createObjectNode();
+        body.putObject("to").putArray("users").add(call.callee());
+        body.put("category", "call.missed");
+        body.put("title", call.video() ? "Missed video call" : "Missed call");
+        body.put("body", call.callerName() != null ? call.callerName() : call.callerId());
+        ObjectNode data = body.putObject("data");
+        data.put("type", "call.missed");
+        data.put("callId", call.callId());
+        data.put("callerId", call.callerId());
+        if (call.callerName() != null) {
+            data.put("callerName", call.callerName());
+        }
+        data.put("video", Boolean.toString(call.video()));
+        return body;
+    }
+
+    private String event(CallStore.StoredCall call, List<CallStore.Route> routes, boolean ended, String reason) {
+        ObjectNode data = mapper.createObjectNode();
+        data.put("callId", call.callId());
+        data.put("callee", call.callee());
+        if (reason != null) {
+            data.put("reason", reason);
+        }
+        ArrayNode list = data.putArray("routes");
+        for (CallStore.Route r : routes) {
+            ObjectNode route = list.addObject();
+            if (r.installationId() != null) {
+                route.put("installationId", r.installationId());
+            }
+            route.put("channel", r.channel());
+            route.put("status", ended ? r.endStatus() : r.status());
+            String why = ended ? r.endReason() : r.reason();
+            if (why != null) {
+                route.put("reason", why);
+            }
+        }
+        return data.toString();
+    }
+
+    private void count(String appId, String event, List<CallStore.Route> routes, boolean ended) {
+        for (CallStore.Route r : routes) {
+            meters.counter("herald.calls.routes", "app", appId, "event", event, "channel", r.channel(),
+                    "status", ended ? r.endStatus() : r.status()).increment();
+        }
+    }
+
+    @PreDestroy
+    @Override
+    public void close() {
+        executor.shutdown();
+        try {
+            executor.awaitTermination(5, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

@@ -1,0 +1,328 @@
+package dev.herald.calls;
+
+import io.micronaut.core.annotation.Nullable;
+import io.micronaut.data.jdbc.runtime.JdbcOperations;
+import jakarta.inject.Singleton;
+
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Timestamp;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Optional;
+import java.util.function.Function;
+
+/**
+ * Calls and their routes in PostgreSQL. Every method joins the caller's transaction (the callers are
+ * {@link CallService}'s transactional steps). A call's key is (app, callId): inserting it is what decides,
+ * across every node, which request rings and which only answers the call already ringing.
+ */
+@Singleton
+class CallStore {
+
+    private final JdbcOperations jdbc;
+
+    CallStore(JdbcOperations jdbc) {
+        this.jdbc = jdbc;
+    }
+
+    /** A call as stored. */
+    record StoredCall(String appId, String callId, boolean test, String callee, String callerId,
+                      @Nullable String callerName, boolean video, int ringSeconds, Instant createdAt, Instant ringUntil,
+                      @Nullable Instant endedAt, @Nullable String endReason, @Nullable String missedNotificationId) {
+
+        String status() {
+            return endReason == null ? "ringing" : endReason;
+        }
+    }
+
+    /**
+     * One route of a call: a device, or the callee alone ({@code installationId} null) when they have
+     * none. {@code token} is what the call rang (the VoIP token on iOS, the FCM token on Android); null
+     * when there was none or the gateway called it dead.
+     */
+    record Route(int seq, @Nullable String installationId, @Nullable String platform, String channel,
+                 @Nullable String token, String status, @Nullable String reason, @Nullable String endStatus,
+                 @Nullable String endReason) {
+
+        Route withOutcome(String newStatus, @Nullable String newReason, boolean tokenDead) {
+            return new Route(seq, installationId, platform, channel, tokenDead ? null : token, newStatus, newReason,
+                    endStatus, endReason);
+        }
+
+        Route withEnd(String newStatus, @Nullable String newReason) {
+            return new Route(seq, installationId, platform, channel, token, status, reason, newStatus, newReason);
+        }
+    }
+
+    /** A device of the callee, as read when the call starts. */
+    record CalleeDevice(String installationId, String platform, @Nullable String pushToken, @Nullable String voipToken) {
+    }
+
+    /** What {@link #start} found: the call rung now ({@code created}), or the one already there. */
+    record Started(boolean created, StoredCall call, List<Route> routes) {
+    }
+
+    /**
+     * Inserts the call unless (app, callId) exists, reading the callee's devices in the same statement; a
+     * new call's routes, as {@code plan} makes them from the devices, are inserted too. A call already
+     * there is answered with its stored routes (a concurrent insert of the same call waits for the first
+     * to commit, then finds it).
+     */
+    Started start(StoredCall call, Function<List<CalleeDevice>, List<Route>> plan) {
+        List<CalleeDevice> devices = new ArrayList<>();
+        boolean created = jdbc.prepareStatement("""
+                WITH new_call AS (
+                    INSERT INTO calls (app_id, call_id, test, callee, caller_id, caller_name, video, ring_seconds,
+                                       created_at, ring_until)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT DO NOTHING
+                    RETURNING app_id, callee)
+                SELECT n.app_id IS NOT NULL, d.installation_id, d.platform, d.push_token, d.voip_token
+                FROM (SELECT 1) AS one
+                LEFT JOIN new_call n ON true
+                LEFT JOIN devices d ON d.app_id = n.app_id AND d.user_id = n.callee
+                ORDER BY d.installation_id""", ps -> {
+            ps.setString(1, call.appId());
+            ps.setString(2, call.callId());
+            ps.setBoolean(3, call.test());
+            ps.setString(4, call.callee());
+            ps.setString(5, call.callerId());
+            ps.setString(6, call.callerName());
+            ps.setBoolean(7, call.video());
+            ps.setInt(8, call.ringSeconds());
+            ps.setTimestamp(9, Timestamp.from(call.createdAt()));
+            ps.setTimestamp(10, Timestamp.from(call.ringUntil()));
+            boolean inserted = false;
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    inserted = rs.getBoolean(1);
+                    if (rs.getString(2) != null) {
+                        devices.add(new CalleeDevice(rs.getString(2), rs.getString(3), rs.getString(4), rs.getString(5)));
+                    }
+                }
+            }
+            return inserted;
+        });
+        if (!created) {
+            StoredCall existing = find(call.appId(), call.callId()).orElseThrow();
+            return new Started(false, existing, routes(call.appId(), call.callId()));
+        }
+        List<Route> routes = plan.apply(devices);
+        insertRoutes(call, routes);
+        return new Started(true, call, routes);
+    }
+
+    private void insertRoutes(StoredCall call, List<Route> routes) {
+        jdbc.prepareStatement("""
+                INSERT INTO call_routes (app_id, call_id, seq, installation_id, platform, channel, token, status,
+                                         reason, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", ps -> {
+            for (Route r : routes) {
+                ps.setString(1, call.appId());
+                ps.setString(2, call.callId());
+                ps.setInt(3, r.seq());
+                ps.setString(4, r.installationId());
+                ps.setString(5, r.platform());
+                ps.setString(6, r.channel());
+                ps.setString(7, r.token());
+                ps.setString(8, r.status());
+                ps.setString(9, r.reason());
+                ps.setTimestamp(10, Timestamp.from(call.createdAt()));
+                ps.addBatch();
+            }
+            ps.executeBatch();
+            return null;
+        });
+    }
+
+    /** Records what the gateways made of the call.incoming routes (a dead token is forgotten with it). */
+    void recordRung(String appId, String callId, Collection<Route> routes, Instant now) {
+        jdbc.prepareStatement("""
+                UPDATE call_routes SET status = ?, reason = ?, token = ?, updated_at = ?
+                WHERE app_id = ? AND call_id = ? AND seq = ?""", ps -> {
+            for (Route r : routes) {
+                ps.setString(1, r.status());
+                ps.setString(2, r.reason());
+                ps.setString(3, r.token());
+                ps.setTimestamp(4, Timestamp.from(now));
+                ps.setString(5, appId);
+                ps.setString(6, callId);
+                ps.setInt(7, r.seq());
+                ps.addBatch();
+            }
+            ps.executeBatch();
+            return null;
+        });
+    }
+
+    /** Records the call.ended messages' outcomes. */
+    void recordEnded(String appId, String callId, Collection<Route> routes, Instant now) {
+        jdbc.prepareStatement("""
+                UPDATE call_routes SET end_status = ?, end_reason = ?, updated_at = ?
+                WHERE app_id = ? AND call_id = ? AND seq = ?""", ps -> {
+            for (Route r : routes) {
+                ps.setString(1, r.endStatus());
+                ps.setString(2, r.endReason());
+                ps.setTimestamp(3, Timestamp.from(now));
+                ps.setString(4, appId);
+                ps.setString(5, callId);
+                ps.setInt(6, r.seq());
+                ps.addBatch();
+            }
+            ps.executeBatch();
+            return null;
+        });
+    }
+
+    /** Ends a ringing call; empty when it had already ended (or does not exist). */
+    Optional<StoredCall> end(String appId, String callId, EndReason reason, Instant now) {
+        return jdbc.prepareStatement("""
+                UPDATE calls SET ended_at = ?, end_reason = ?
+                WHERE app_id = ? AND call_id = ? AND ended_at IS NULL
+                RETURNING""" + " " + COLUMNS, ps -> {
+            ps.setTimestamp(1, Timestamp.from(now));
+            ps.setString(2, reason.wire());
+            ps.setString(3, appId);
+            ps.setString(4, callId);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() ? Optional.of(call(rs)) : Optional.empty();
+            }
+        });
+    }
+
+    /**
+     * Ends up to {@code limit} calls whose ring time ran out, with reason {@code timeout}; calls another
+     * node is ending at the same moment are skipped, so each is ended (and made a missed call) once.
+     */
+    List<StoredCall> endTimedOut(Instant now, int limit) {
+        return jdbc.prepareStatement("""
+                UPDATE calls c SET ended_at = ?, end_reason = 'timeout'
+                FROM (SELECT app_id, call_id FROM calls
+                      WHERE ended_at IS NULL AND ring_until <= ?
+                      ORDER BY ring_until LIMIT ? FOR UPDATE SKIP LOCKED) due
+                WHERE c.app_id = due.app_id AND c.call_id = due.call_id AND c.ended_at IS NULL
+                RETURNING""" + " " + prefixed("c."), ps -> {
+            ps.setTimestamp(1, Timestamp.from(now));
+            ps.setTimestamp(2, Timestamp.from(now));
+            ps.setInt(3, limit);
+            List<StoredCall> ended = new ArrayList<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    ended.add(call(rs));
+                }
+            }
+            return ended;
+        });
+    }
+
+    void setMissedNotification(String appId, String callId, String notificationId) {
+        jdbc.prepareStatement("UPDATE calls SET missed_notification_id = ? WHERE app_id = ? AND call_id = ?", ps -> {
+            ps.setString(1, notificationId);
+            ps.setString(2, appId);
+            ps.setString(3, callId);
+            return ps.executeUpdate();
+        });
+    }
+
+    /** The earliest ring end among calls still ringing, if any. */
+    Optional<Instant> nextRingEnd() {
+        return jdbc.prepareStatement("SELECT min(ring_until) FROM calls WHERE ended_at IS NULL", ps -> {
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                Timestamp t = rs.getTimestamp(1);
+                return Optional.ofNullable(t).map(Timestamp::toInstant);
+            }
+        });
+    }
+
+    Optional<StoredCall> find(String appId, String callId) {
+        return jdbc.prepareStatement("SELECT " + COLUMNS + " FROM calls WHERE app_id = ? AND call_id = ?", ps -> {
+            ps.setString(1, appId);
+            ps.setString(2, callId);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() ? Optional.of(call(rs)) : Optional.empty();
+            }
+        });
+    }
+
+    List<Route> routes(String appId, String callId) {
+        return jdbc.prepareStatement("""
+                SELECT seq, installation_id, platform, channel, token, status, reason, end_status, end_reason
+                FROM call_routes WHERE app_id = ? AND call_id = ? ORDER BY seq""", ps -> {
+            ps.setString(1, appId);
+            ps.setString(2, callId);
+            List<Route> routes = new ArrayList<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    routes.add(new Route(rs.getInt(1), rs.getString(2), rs.getString(3), rs.getString(4), rs.getString(5),
+                            rs.getString(6), rs.getString(7), rs.getString(8), rs.getString(9)));
+                }
+            }
+            return routes;
+        });
+    }
+
+    /** Clears VoIP tokens the gateway called dead, unless the device registered again since (compare-and-clear). */
+    int clearDeadVoipTokens(Collection<DeadVoipToken> dead, Instant now) {
+        return jdbc.prepareStatement("""
+                UPDATE devices SET voip_token = NULL, voip_token_updated_at = ?
+                WHERE installation_id = ? AND md5(voip_token) = md5(?) AND voip_token = ? AND last_seen_at <= ?""", ps -> {
+            for (DeadVoipToken d : dead) {
+                ps.setTimestamp(1, Timestamp.from(now));
+                ps.setString(2, d.installationId());
+                ps.setString(3, d.token());
+                ps.setString(4, d.token());
+                ps.setTimestamp(5, Timestamp.from(d.invalidSince()));
+                ps.addBatch();
+            }
+            int cleared = 0;
+            for (int n : ps.executeBatch()) {
+                cleared += Math.max(n, 0);
+            }
+            return cleared;
+        });
+    }
+
+    record DeadVoipToken(String installationId, String token, Instant invalidSince) {
+    }
+
+    /** Appends an event for the app's webhook. */
+    void addWebhookEvent(String appId, String type, String dataJson, Instant now) {
+        jdbc.prepareStatement("INSERT INTO webhook_events (app_id, type, data, created_at) VALUES (?, ?, ?::jsonb, ?)", ps -> {
+            ps.setString(1, appId);
+            ps.setString(2, type);
+            ps.setString(3, dataJson);
+            ps.setTimestamp(4, Timestamp.from(now));
+            return ps.executeUpdate();
+        });
+    }
+
+    /** Forgets calls that ended before {@code before}; answers how many. */
+    int deleteEndedBefore(Instant before, int limit) {
+        return jdbc.prepareStatement("""
+                DELETE FROM calls WHERE (app_id, call_id) IN (
+                    SELECT app_id, call_id FROM calls WHERE created_at < ? AND ended_at IS NOT NULL LIMIT ?)""", ps -> {
+            ps.setTimestamp(1, Timestamp.from(before));
+            ps.setInt(2, limit);
+            return ps.executeUpdate();
+        });
+    }
+
+    private static final String COLUMNS = "app_id, call_id, test, callee, caller_id, caller_name, video, ring_seconds, "
+            + "created_at, ring_until, ended_at, end_reason, missed_notification_id";
+
+    private static String prefixed(String prefix) {
+        return prefix + COLUMNS.replace(", ", ", " + prefix);
+    }
+
+    private static StoredCall call(ResultSet rs) throws SQLException {
+        Timestamp ended = rs.getTimestamp(11);
+        return new StoredCall(rs.getString(1), rs.getString(2), rs.getBoolean(3), rs.getString(4), rs.getString(5),
+                rs.getString(6), rs.getBoolean(7), rs.getInt(8), rs.getTimestamp(9).toInstant(),
+                rs.getTimestamp(10).toInstant(), ended == null ? null : ended.toInstant(), rs.getString(12),
+                rs.getString(13));
+    }
+}

@@ -1,0 +1,497 @@
+package dev.herald.calls;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.herald.support.Api;
+import dev.herald.support.FakeFcm;
+import dev.herald.support.Fixtures;
+import dev.herald.support.HeraldTest;
+import dev.herald.support.MockApns;
+import dev.herald.support.Sql;
+import io.micronaut.test.extensions.junit5.annotation.MicronautTest;
+import io.micronaut.test.support.TestPropertyProvider;
+import jakarta.inject.Inject;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+
+import static dev.herald.support.Fixtures.androidDevice;
+import static dev.herald.support.Fixtures.apnsToken;
+import static dev.herald.support.Fixtures.fcmToken;
+import static dev.herald.support.Fixtures.iosDevice;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
+import static org.awaitility.Awaitility.await;
+
+/**
+ * {@code /v1/calls} end to end: VoIP pushes to pushy's MockApnsServer (TLS, token auth checked by the
+ * mock) and FCM data messages to a loopback FCM v1 endpoint, asserted request by request; the cancel,
+ * the duplicate-call rule, the missed call, and the routes that say why nothing rang.
+ */
+@MicronautTest(transactional = false)
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class CallsTest extends HeraldTest implements TestPropertyProvider {
+
+    private static final String TEAM = "TEAM123456";
+    private static final String KEY_ID = "KEY1234567";
+    private static final String BUNDLE = "com.example.herald";
+    private static final Duration DEADLINE = Duration.ofSeconds(20);
+
+    @Inject
+    Sql sql;
+
+    @Inject
+    CallService calls;
+
+    private final MockApns apns = MockApns.create();
+    private final FakeFcm fcm = new FakeFcm();
+    private final String p8 = Fixtures.p8();
+    private Fixtures.Tenant tenant;
+
+    @Override
+    public Map<String, String> getProperties() {
+        fcm.start();
+        apns.trust(TEAM, KEY_ID, p8);
+        return Map.of(
+                "herald.apns.host", "127.0.0.1",
+                "herald.apns.port", Integer.toString(apns.port()),
+                "herald.apns.trusted-cert", apns.certificatePath().toString(),
+                "herald.fcm.url", fcm.baseUrl(),
+                "herald.delivery.poll", "100ms",
+                "herald.calls.deadline", "2s",
+                "herald.webhook-allow-private", "true");
+    }
+
+    @AfterAll
+    void closeMocks() {
+        apns.close();
+        fcm.close();
+    }
+
+    @BeforeEach
+    void tenantWithGateways() {
+        tenant = fixtures.tenant();
+        configureGateways(tenant.app());
+    }
+
+    private void configureGateways(String app) {
+        Map<String, Object> apnsBlock = Map.of("teamId", TEAM, "keyId", KEY_ID, "privateKey", p8,
+                "bundleId", BUNDLE, "environment", "sandbox");
+        Map<String, Object> fcmBlock = Map.of("serviceAccount", Fixtures.serviceAccount("herald-test", fcm.tokenUri()));
+        Api.Response patched = api.patch("/v1/apps/" + app, Fixtures.ADMIN_KEY, Map.of("apns", apnsBlock, "fcm", fcmBlock));
+        assertThat(patched.status()).as(patched.toString()).isEqualTo(200);
+    }
+
+    private String register(String installationId, Map<String, Object> device) {
+        Api.Response r = api.put("/v1/devices/" + installationId, tenant.userToken(), device);
+        assertThat(r.status()).as(r.toString()).isIn(200, 201);
+        return installationId;
+    }
+
+    /** An iPhone with both tokens; answers the VoIP token. */
+    private String iphone(String installationId) {
+        String voip = apnsToken();
+        Map<String, Object> device = iosDevice(tenant.app(), apnsToken());
+        device.put("voipToken", voip);
+        register(installationId, device);
+        return voip;
+    }
+
+    private static Map<String, Object> call(String callId, String callee, int ringSeconds) {
+        Map<String, Object> body = new LinkedHashMap<>();
+        body.put("callId", callId);
+        body.put("callee", callee);
+        body.put("caller", Map.of("id", "caller-7", "name", "Ada Lovelace"));
+        body.put("video", true);
+        body.put("ringSeconds", ringSeconds);
+        return body;
+    }
+
+    private JsonNode ring(Map<String, Object> body) {
+        Api.Response r = api.post("/v1/calls", tenant.key(), body);
+        assertThat(r.status()).as(r.toString()).isEqualTo(200);
+        return r.json();
+    }
+
+    private static JsonNode route(JsonNode answer, String installationId) {
+        for (JsonNode r : answer.path("routes")) {
+            if (installationId.equals(r.path("installationId").asText(null))) {
+                return r;
+            }
+        }
+        throw new AssertionError("no route for " + installationId + " in " + answer);
+    }
+
+    private List<FakeFcm.Send> fcmSendsTo(String token) {
+        return fcm.sends().stream().filter(s -> token.equals(s.message().path("token").asText())).toList();
+    }
+
+    private static JsonNode json(String payload) {
+        try {
+            return Api.JSON.readTree(payload);
+        } catch (Exception e) {
+            throw new AssertionError(payload, e);
+        }
+    }
+
+    @Test
+    void incomingCallRingsEveryDeviceWithTheDocumentedHeadersAndPayloads() {
+        String voip = iphone("iphone-" + tenant.userId());
+        String android = fcmToken();
+        register("pixel-" + tenant.userId(), androidDevice(tenant.app(), android));
+        String callId = "call-" + tenant.userId();
+        Instant before = Instant.now();
+
+        JsonNode answer = ring(call(callId, tenant.userId(), 20));
+
+        assertThat(answer.path("callId").asText()).isEqualTo(callId);
+        assertThat(answer.path("status").asText()).isEqualTo("ringing");
+        assertThat(answer.path("routes")).hasSize(2);
+        JsonNode iosRoute = route(answer, "iphone-" + tenant.userId());
+        assertThat(iosRoute.path("channel").asText()).isEqualTo("voip");
+        assertThat(iosRoute.path("status").asText()).isEqualTo("sent");
+        JsonNode androidRoute = route(answer, "pixel-" + tenant.userId());
+        assertThat(androidRoute.path("channel").asText()).isEqualTo("push");
+        assertThat(androidRoute.path("status").asText()).isEqualTo("sent");
+
+        // answered once every gateway acknowledged: both pushes are already there
+        List<MockApns.Received> voipPushes = apns.receivedFor(voip);
+        assertThat(voipPushes).hasSize(1);
+        MockApns.Received push = voipPushes.get(0);
+        assertThat(push.header("apns-topic")).isEqualTo(BUNDLE + ".voip");
+        assertThat(push.header("apns-push-type")).isEqualTo("voip");
+        assertThat(push.header("apns-priority")).isEqualTo("10");
+        assertThat(push.header("apns-collapse-id")).isEqualTo(callId);
+        assertThat(Long.parseLong(push.header("apns-expiration"))).isCloseTo(before.plusSeconds(20).getEpochSecond(), within(2L));
+        JsonNode payload = json(push.payload());
+        assertThat(payload.path("aps").isObject()).isTrue();
+        assertThat(payload.path("aps").size()).as("PushKit: nothing for iOS to show by itself").isZero();
+        assertThat(payload.path("type").asText()).isEqualTo("call.incoming");
+        assertThat(payload.path("callId").asText()).isEqualTo(callId);
+        assertThat(payload.path("callerId").asText()).isEqualTo("caller-7");
+        assertThat(payload.path("callerName").asText()).isEqualTo("Ada Lovelace");
+        assertThat(payload.path("video").asText()).isEqualTo("true");
+
+        List<FakeFcm.Send> sends = fcmSendsTo(android);
+        assertThat(sends).hasSize(1);
+        JsonNode message = sends.get(0).message();
+        assertThat(message.has("notification")).as("a data-only message: the app rings itself").isFalse();
+        assertThat(message.at("/android/priority").asText()).isEqualToIgnoringCase("high");
+        assertThat(message.at("/android/ttl").asText()).isEqualTo("20s");
+        assertThat(message.at("/android/collapse_key").asText()).isEqualTo(callId);
+        assertThat(message.at("/data/type").asText()).isEqualTo("call.incoming");
+        assertThat(message.at("/data/callId").asText()).isEqualTo(callId);
+        assertThat(message.at("/data/callerId").asText()).isEqualTo("caller-7");
+        assertThat(message.at("/data/callerName").asText()).isEqualTo("Ada Lovelace");
+        assertThat(message.at("/data/video").asText()).isEqualTo("true");
+
+        String metrics = api.get("/metrics", null).body();
+        assertThat(metrics).contains("herald_calls_routes_total").contains("herald_calls_handover_seconds");
+        assertThat(metrics).doesNotContain(voip).doesNotContain(android);
+    }
+
+    @Test
+    void endingACallSendsCallEndedOnceToEveryDeviceThatRang() {
+        String voip = iphone("iphone-end-" + tenant.userId());
+        String android = fcmToken();
+        register("pixel-end-" + tenant.userId(), androidDevice(tenant.app(), android));
+        String callId = "end-" + tenant.userId();
+        ring(call(callId, tenant.userId(), 60));
+
+        Api.Response ended = api.delete("/v1/calls/" + callId + "?reason=answered", tenant.key());
+
+        assertThat(ended.status()).as(ended.toString()).isEqualTo(200);
+        assertThat(ended.json().path("status").asText()).isEqualTo("answered");
+        assertThat(ended.json().path("endedAt").asText()).isNotBlank();
+        assertThat(ended.json().path("routes")).allSatisfy(r -> assertThat(r.path("status").asText()).isEqualTo("sent"));
+        assertThat(apns.receivedFor(voip)).hasSize(2);
+        MockApns.Received end = apns.receivedFor(voip).get(1);
+        assertThat(end.header("apns-push-type")).isEqualTo("voip");
+        assertThat(end.header("apns-topic")).isEqualTo(BUNDLE + ".voip");
+        assertThat(end.header("apns-collapse-id")).isEqualTo(callId);
+        JsonNode payload = json(end.payload());
+        assertThat(payload.path("type").asText()).isEqualTo("call.ended");
+        assertThat(payload.path("callId").asText()).isEqualTo(callId);
+        assertThat(payload.path("reason").asText()).isEqualTo("answered");
+        List<FakeFcm.Send> sends = fcmSendsTo(android);
+        assertThat(sends).hasSize(2);
+        assertThat(sends.get(1).message().at("/data/type").asText()).isEqualTo("call.ended");
+        assertThat(sends.get(1).message().at("/data/reason").asText()).isEqualTo("answered");
+        assertThat(sends.get(1).message().at("/android/priority").asText()).isEqualToIgnoringCase("high");
+
+        Api.Response again = api.delete("/v1/calls/" + callId + "?reason=cancelled", tenant.key());
+        assertThat(again.status()).as(again.toString()).isEqualTo(200);
+        assertThat(again.json().path("status").asText()).as("the first end stands").isEqualTo("answered");
+        assertThat(apns.receivedFor(voip)).as("nothing sent twice").hasSize(2);
+        assertThat(fcmSendsTo(android)).hasSize(2);
+
+        JsonNode shown = api.get("/v1/calls/" + callId, tenant.key()).json();
+        assertThat(shown.path("status").asText()).isEqualTo("answered");
+        assertThat(shown.has("missedNotificationId")).as("an answered call is not missed").isFalse();
+    }
+
+    @Test
+    void sameCallIdWhileRingingDoesNotRingTwice() throws Exception {
+        String voip = iphone("iphone-dup-" + tenant.userId());
+        String callId = "dup-" + tenant.userId();
+
+        JsonNode first = ring(call(callId, tenant.userId(), 60));
+        JsonNode second = ring(call(callId, tenant.userId(), 60));
+
+        assertThat(second.path("routes")).isEqualTo(first.path("routes"));
+        assertThat(second.path("createdAt")).isEqualTo(first.path("createdAt"));
+        assertThat(apns.receivedFor(voip)).hasSize(1);
+
+        // and when both arrive at once, still one ring
+        String racing = "race-" + tenant.userId();
+        ExecutorService pool = Executors.newFixedThreadPool(4);
+        try {
+            List<Future<Api.Response>> answers = new ArrayList<>();
+            for (int i = 0; i < 4; i++) {
+                answers.add(pool.submit((Callable<Api.Response>) () -> api.post("/v1/calls", tenant.key(),
+                        call(racing, tenant.userId(), 60))));
+            }
+            for (Future<Api.Response> answer : answers) {
+                assertThat(answer.get().status()).as(answer.get().toString()).isEqualTo(200);
+            }
+        } finally {
+            pool.shutdown();
+        }
+        assertThat(apns.receivedFor(voip).stream().filter(p -> racing.equals(p.header("apns-collapse-id")))).hasSize(1);
+    }
+
+    @Test
+    void unansweredCallBecomesOneMissedCall() {
+        String voip = iphone("iphone-missed-" + tenant.userId());
+        String alertToken = sql.string("SELECT push_token FROM devices WHERE installation_id = ?", "iphone-missed-" + tenant.userId());
+        String callId = "missed-" + tenant.userId();
+
+        ring(call(callId, tenant.userId(), 5));
+
+        JsonNode[] shown = new JsonNode[1];
+        await().atMost(DEADLINE).untilAsserted(() -> {
+            shown[0] = api.get("/v1/calls/" + callId, tenant.key()).json();
+            assertThat(shown[0].path("status").asText()).isEqualTo("timeout");
+            assertThat(apns.receivedFor(voip)).hasSize(2);
+        });
+        JsonNode ended = json(apns.receivedFor(voip).get(1).payload());
+        assertThat(ended.path("type").asText()).isEqualTo("call.ended");
+        assertThat(ended.path("reason").asText()).isEqualTo("timeout");
+        assertThat(Duration.between(Instant.parse(shown[0].path("ringUntil").asText()),
+                Instant.parse(shown[0].path("endedAt").asText()))).isBetween(Duration.ZERO, Duration.ofSeconds(3));
+
+        String missed = shown[0].path("missedNotificationId").asText();
+        assertThat(missed).startsWith("ntf_");
+        assertThat(sql.count("SELECT count(*) FROM notifications WHERE app_id = ? AND request->>'category' = 'call.missed' "
+                + "AND request->'data'->>'callId' = ?", tenant.app(), callId)).isEqualTo(1L);
+        // routed like any notification: an alert on the callee's device
+        await().atMost(DEADLINE).untilAsserted(() -> assertThat(apns.receivedFor(alertToken)).hasSize(1));
+        MockApns.Received alert = apns.receivedFor(alertToken).get(0);
+        assertThat(alert.header("apns-push-type")).isEqualTo("alert");
+        JsonNode payload = json(alert.payload());
+        assertThat(payload.at("/aps/alert/title").asText()).isEqualTo("Missed video call");
+        assertThat(payload.at("/aps/alert/body").asText()).isEqualTo("Ada Lovelace");
+        assertThat(payload.path("type").asText()).isEqualTo("call.missed");
+        assertThat(payload.path("callId").asText()).isEqualTo(callId);
+        JsonNode notification = api.get("/v1/notifications/" + missed, tenant.key()).json();
+        assertThat(notification.path("recipients").asInt()).isEqualTo(1);
+
+        Api.Response lateEnd = api.delete("/v1/calls/" + callId + "?reason=cancelled", tenant.key());
+        assertThat(lateEnd.status()).isEqualTo(200);
+        assertThat(lateEnd.json().path("status").asText()).isEqualTo("timeout");
+        assertThat(apns.receivedFor(voip)).hasSize(2);
+    }
+
+    @Test
+    void callsTimedOutOnSeveralNodesAtOnceEachBecomeOneMissedCall() throws Exception {
+        iphone("iphone-sweep-" + tenant.userId());
+        int n = 40;
+        for (int i = 0; i < n; i++) {
+            // as another node would have left them: rung, then its ring time ran out
+            sql.update("""
+                    INSERT INTO calls (app_id, call_id, test, callee, caller_id, caller_name, video, ring_seconds,
+                                       created_at, ring_until)
+                    VALUES (?, ?, false, ?, 'caller-7', 'Ada', false, 5, now() - interval '10 seconds',
+                            now() - interval '5 seconds')""", tenant.app(), "sweep-" + i, tenant.userId());
+        }
+        ExecutorService nodes = Executors.newFixedThreadPool(4);
+        try {
+            List<Future<Integer>> ended = new ArrayList<>();
+            for (int node = 0; node < 4; node++) {
+                ended.add(nodes.submit(() -> calls.endTimedOut(7)));
+            }
+            for (Future<Integer> f : ended) {
+                f.get();
+            }
+        } finally {
+            nodes.shutdown();
+        }
+        await().atMost(DEADLINE).untilAsserted(() -> assertThat(sql.count(
+                "SELECT count(*) FROM calls WHERE app_id = ? AND end_reason = 'timeout'", tenant.app())).isEqualTo(n));
+        assertThat(sql.count("SELECT count(*) FROM notifications WHERE app_id = ? AND request->>'category' = 'call.missed'",
+                tenant.app())).isEqualTo(n);
+        assertThat(sql.count("SELECT count(DISTINCT missed_notification_id) FROM calls WHERE app_id = ?", tenant.app()))
+                .isEqualTo(n);
+    }
+
+    @Test
+    void routesSayWhyNothingRang() {
+        JsonNode nobody = ring(call("nobody-" + tenant.userId(), "no-such-user-" + tenant.userId(), 30));
+        assertThat(nobody.path("routes")).hasSize(1);
+        assertThat(nobody.path("routes").get(0).has("installationId")).isFalse();
+        assertThat(nobody.path("routes").get(0).path("status").asText()).isEqualTo("suppressed");
+        assertThat(nobody.path("routes").get(0).path("reason").asText()).isEqualTo("no_device");
+
+        String alertOnly = apnsToken();
+        register("ipad-" + tenant.userId(), iosDevice(tenant.app(), alertOnly));
+        JsonNode noVoip = ring(call("novoip-" + tenant.userId(), tenant.userId(), 30));
+        JsonNode r = route(noVoip, "ipad-" + tenant.userId());
+        assertThat(r.path("channel").asText()).isEqualTo("voip");
+        assertThat(r.path("status").asText()).isEqualTo("suppressed");
+        assertThat(r.path("reason").asText()).isEqualTo("no_voip_token");
+        assertThat(apns.receivedFor(alertOnly)).as("VoIP pushes go to VoIP tokens only").isEmpty();
+
+        // an app without gateway credentials
+        Fixtures.Tenant bare = fixtures.tenant();
+        String voip = apnsToken();
+        Map<String, Object> iphone = iosDevice(bare.app(), apnsToken());
+        iphone.put("voipToken", voip);
+        assertThat(api.put("/v1/devices/iphone-bare-" + bare.userId(), bare.userToken(), iphone).status()).isIn(200, 201);
+        String android = fcmToken();
+        assertThat(api.put("/v1/devices/pixel-bare-" + bare.userId(), bare.userToken(), androidDevice(bare.app(), android))
+                .status()).isIn(200, 201);
+        Api.Response answer = api.post("/v1/calls", bare.key(), call("bare-" + bare.userId(), bare.userId(), 30));
+        assertThat(answer.status()).as(answer.toString()).isEqualTo(200);
+        assertThat(answer.json().path("routes")).hasSize(2).allSatisfy(route -> {
+            assertThat(route.path("status").asText()).isEqualTo("suppressed");
+            assertThat(route.path("reason").asText()).isEqualTo("not_configured");
+        });
+        assertThat(apns.receivedFor(voip)).isEmpty();
+        assertThat(fcmSendsTo(android)).isEmpty();
+    }
+
+    @Test
+    void testKeyRingsNothingAndSaysSimulated() {
+        String voip = iphone("iphone-test-" + tenant.userId());
+        String testKey = fixtures.key(tenant.app(), "test", "calls");
+        String callId = "test-" + tenant.userId();
+
+        Api.Response answer = api.post("/v1/calls", testKey, call(callId, tenant.userId(), 30));
+        assertThat(answer.status()).as(answer.toString()).isEqualTo(200);
+        assertThat(route(answer.json(), "iphone-test-" + tenant.userId()).path("status").asText()).isEqualTo("simulated");
+        Api.Response ended = api.delete("/v1/calls/" + callId + "?reason=declined", testKey);
+        assertThat(route(ended.json(), "iphone-test-" + tenant.userId()).path("status").asText()).isEqualTo("simulated");
+        assertThat(apns.receivedFor(voip)).isEmpty();
+    }
+
+    @Test
+    void deadVoipTokenIsRemovedAndNotRungAgain() {
+        String installation = "iphone-dead-" + tenant.userId();
+        String voip = iphone(installation);
+        apns.answer(voip, MockApns.Answer.unregistered(Instant.now().plusSeconds(5)));
+
+        JsonNode first = ring(call("dead-1-" + tenant.userId(), tenant.userId(), 30));
+        assertThat(route(first, installation).path("status").asText()).isEqualTo("failed");
+        assertThat(route(first, installation).path("reason").asText()).isEqualTo("Unregistered");
+        assertThat(sql.count("SELECT count(*) FROM devices WHERE installation_id = ? AND voip_token IS NULL", installation))
+                .isEqualTo(1L);
+        assertThat(sql.count("SELECT count(*) FROM devices WHERE installation_id = ? AND push_token IS NOT NULL", installation))
+                .as("the alert token is another token").isEqualTo(1L);
+
+        JsonNode second = ring(call("dead-2-" + tenant.userId(), tenant.userId(), 30));
+        assertThat(route(second, installation).path("reason").asText()).isEqualTo("no_voip_token");
+        Api.Response ended = api.delete("/v1/calls/dead-1-" + tenant.userId() + "?reason=cancelled", tenant.key());
+        assertThat(route(ended.json(), installation).path("status").asText()).isEqualTo("suppressed");
+        assertThat(apns.receivedFor(voip)).as("never used again").hasSize(1);
+    }
+
+    @Test
+    void gatewayThatDoesNotAnswerInTimeGivesATimeoutRoute() {
+        String installation = "iphone-slow-" + tenant.userId();
+        iphone(installation);
+        MockApns.Gate gate = apns.hold();
+        try {
+            long t0 = System.nanoTime();
+            JsonNode answer = ring(call("slow-" + tenant.userId(), tenant.userId(), 30));
+            Duration took = Duration.ofNanos(System.nanoTime() - t0);
+            assertThat(route(answer, installation).path("status").asText()).isEqualTo("failed");
+            assertThat(route(answer, installation).path("reason").asText()).isEqualTo("timeout");
+            assertThat(took).as("answered at the deadline, not later").isLessThan(Duration.ofSeconds(10));
+        } finally {
+            gate.open();
+        }
+    }
+
+    @Test
+    void eventsForTheWebhookAreRecorded() {
+        api.patch("/v1/apps/" + tenant.app(), Fixtures.ADMIN_KEY,
+                Map.of("webhook", Map.of("url", "http://127.0.0.1:9/hook", "secret", "whsec-0123456789abcdef")));
+        iphone("iphone-hook-" + tenant.userId());
+        String callId = "hook-" + tenant.userId();
+        await().atMost(DEADLINE).untilAsserted(() -> {
+            // the app's settings reach the call path within a few seconds
+            String id = callId + "-" + System.nanoTime();
+            ring(call(id, tenant.userId(), 30));
+            assertThat(sql.count("SELECT count(*) FROM webhook_events WHERE app_id = ? AND type = 'call.routed' "
+                    + "AND data->>'callId' = ?", tenant.app(), id)).isEqualTo(1L);
+            api.delete("/v1/calls/" + id + "?reason=declined", tenant.key());
+            assertThat(sql.count("SELECT count(*) FROM webhook_events WHERE app_id = ? AND type = 'call.ended' "
+                    + "AND data->>'callId' = ? AND data->>'reason' = 'declined'", tenant.app(), id)).isEqualTo(1L);
+        });
+    }
+
+    @Test
+    void badRequestsAreRefusedNamingTheField() {
+        assertField(Map.of("callId", "bad id!", "callee", "u", "caller", Map.of("id", "c")), "callId");
+        assertField(Map.of("callId", "x".repeat(129), "callee", "u", "caller", Map.of("id", "c")), "callId");
+        assertField(Map.of("callId", "ok", "callee", "u", "caller", Map.of("id", "c"), "ringSeconds", 4), "ringSeconds");
+        assertField(Map.of("callId", "ok", "callee", "u", "caller", Map.of("id", "c"), "ringSeconds", 121), "ringSeconds");
+        assertField(Map.of("callId", "ok", "callee", "u", "caller", Map.of("id", "c", "name", "n".repeat(101))), "caller.name");
+        assertField(Map.of("callId", "ok", "callee", "a/b", "caller", Map.of("id", "c")), "callee");
+        assertField(Map.of("callId", "ok", "caller", Map.of("id", "c")), "callee");
+        assertField(Map.of("callId", "ok", "callee", "u", "caller", Map.of("id", "c"), "ring", 30), "ring");
+        assertField(Map.of("callId", "ok", "callee", "u", "caller", Map.of("id", "c"), "video", "yes"), "video");
+
+        assertThat(api.delete("/v1/calls/no-such-call", tenant.key()).status()).isEqualTo(404);
+        Api.Response badReason = api.delete("/v1/calls/any?reason=timeout", tenant.key());
+        assertThat(badReason.status()).isEqualTo(400);
+        assertThat(Fixtures.fields(badReason.json())).containsExactly("reason");
+        Api.Response badId = api.delete("/v1/calls/" + "x".repeat(129), tenant.key());
+        assertThat(badId.status()).isEqualTo(400);
+        assertThat(Fixtures.fields(badId.json())).containsExactly("callId");
+
+        String sendOnly = fixtures.key(tenant.app(), "live", "send");
+        assertThat(api.post("/v1/calls", sendOnly, call("scope", tenant.userId(), 30)).status()).isEqualTo(403);
+        assertThat(api.post("/v1/calls", null, call("anon", tenant.userId(), 30)).status()).isEqualTo(401);
+        assertThat(api.get("/v1/calls/anything", tenant.userToken()).status()).isEqualTo(403);
+    }
+
+    private void assertField(Map<String, Object> body, String field) {
+        Api.Response r = api.post("/v1/calls", tenant.key(), body);
+        assertThat(r.status()).as(r.toString()).isEqualTo(400);
+        assertThat(r.contentType()).startsWith("application/problem+json");
+        assertThat(Fixtures.fields(r.json())).as(r.toString()).contains(field);
+    }
+
+    @Test
+    void anotherAppsCallIsNotFound() {
+        iphone("iphone-other-" + tenant.userId());
+        String callId = "mine-" + tenant.userId();
+        ring(call(callId, tenant.userId(), 60));
+        Fixtures.Tenant other = fixtures.tenant();
+        assertThat(api.get("/v1/calls/" + callId, other.key()).status()).isEqualTo(404);
+        assertThat(api.delete("/v1/calls/" + callId, other.key()).status()).isEqualTo(404);
+        assertThat(api.get("/v1/calls/" + callId, tenant.key()).json().path("status").asText()).isEqualTo("ringing");
+    }
+}
