@@ -77,6 +77,16 @@ final class ClosedLoop implements AutoCloseable {
      */
     Result run(String path, String bearer, LongFunction<String> body, int okStatus, long maxRequests, double seconds)
             throws Exception {
+        return run(path, bearer, body, okStatus, maxRequests, seconds, 0);
+    }
+
+    /**
+     * As {@link #run(String, String, LongFunction, int, long, double)}, but at most {@code perSecond}
+     * requests a second (0: as fast as the service answers): request n is not sent before
+     * {@code start + n / perSecond}, so the load is paced, not closed-loop, while connections are free.
+     */
+    Result run(String path, String bearer, LongFunction<String> body, int okStatus, long maxRequests, double seconds,
+               double perSecond) throws Exception {
         Result result = new Result();
         CompletableFuture<Void> done = new CompletableFuture<>();
         long deadline = System.nanoTime() + (long) (seconds * 1e9);
@@ -92,6 +102,14 @@ final class ClosedLoop implements AutoCloseable {
                             done.complete(null);
                         }
                         return;
+                    }
+                    if (perSecond > 0) {
+                        long slot = result.startNanos + (long) (issued[0] * 1e9 / perSecond);
+                        long wait = slot - System.nanoTime();
+                        if (wait > 0) {
+                            c.channel.eventLoop().schedule(c.next, wait, TimeUnit.NANOSECONDS);
+                            return;
+                        }
                     }
                     byte[] bytes = body.apply(issued[0]++).getBytes(StandardCharsets.UTF_8);
                     FullHttpRequest request = new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.POST, path,

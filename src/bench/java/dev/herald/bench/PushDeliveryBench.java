@@ -73,7 +73,7 @@ public final class PushDeliveryBench {
     private final int devices = Integer.getInteger("bench.devices", 1_000_000);
     private final int legPushes = Integer.getInteger("bench.legPushes", 200_000);
     /** Parts to run, for profiling one of them: {@code -Dbench.parts=sends,fanout,legs}. */
-    private final List<String> parts = List.of(System.getProperty("bench.parts", "sends,fanout,legs").split(","));
+    private final List<String> parts = List.of(System.getProperty("bench.parts", "sends,fanout,calls,legs").split(","));
     private final ObjectMapper json = new ObjectMapper();
     private final List<String[]> rows = new ArrayList<>();
     private final List<String> verdicts = new ArrayList<>();
@@ -104,13 +104,16 @@ public final class PushDeliveryBench {
                 app.set("fcm", fcmBlock);
                 service.expect(service.post("/v1/apps", service.adminKey(), app.toString()), 201, "create app");
                 String key = BenchService.field(service.expect(service.post("/v1/apps/" + APP + "/keys", service.adminKey(),
-                        "{\"name\":\"bench\",\"mode\":\"live\",\"scopes\":[\"send\"]}"), 201, "create key"), "key");
+                        "{\"name\":\"bench\",\"mode\":\"live\",\"scopes\":[\"send\",\"calls\"]}"), 201, "create key"), "key");
                 seed(service);
                 if (parts.contains("sends")) {
                     sustainedSends(service, key, apns);
                 }
                 if (parts.contains("fanout")) {
                     fanOut(service, key, apns, fcm);
+                }
+                if (parts.contains("calls")) {
+                    callLatency(service, key, apns, p8);
                 }
             }
             if (parts.contains("legs")) {
@@ -222,6 +225,33 @@ public final class PushDeliveryBench {
         rows.add(BenchService.row("fan-out: service peak RSS", "%,d MiB", peakRss / 1024));
         verdicts.add(verdict("fan-out to 1,000,000 devices: last push within 40 s, each exactly once, RSS < 1 GiB",
                 total <= 40 && exactlyOnce && peakRss < 1024 * 1024));
+    }
+
+    private void callLatency(BenchService service, String key, MockApns apns, String p8) throws Exception {
+        double background = sustainedRate > 0 ? sustainedRate / 2
+                : Double.parseDouble(System.getProperty("bench.backgroundRate", "1000"));
+        double callRate = Double.parseDouble(System.getProperty("bench.callRate", "50"));
+        int callSeconds = Integer.getInteger("bench.callSeconds", 40);
+        CallLatencyBench.Result r = new CallLatencyBench(service, apns, key, key, TOPIC, p8, TEAM, KEY_ID, devices,
+                background, callRate, callSeconds, 1_000).run();
+        Histogram calls = r.calls();
+        Histogram raw = r.raw();
+        rows.add(BenchService.row("calls: background notifications (half the sustained rate)", "%,.0f /s asked, %,.0f /s done, %,d errors",
+                background, r.background().ok / r.background().seconds(), r.background().errors));
+        rows.add(BenchService.row("calls: paced / measured", "%,.0f calls/s for %d s: %,d VoIP pushes (%,d answered 200, %,d errors)",
+                callRate, callSeconds, r.voipPushes(), r.callAnswers().ok, r.callAnswers().errors));
+        rows.add(BenchService.row("calls: API -> APNs mock (VoIP) p50 / p99 / p99.9 / max", "%.1f / %.1f / %.1f / %.1f ms",
+                calls.getValueAtPercentile(50) / 1000.0, calls.getValueAtPercentile(99) / 1000.0,
+                calls.getValueAtPercentile(99.9) / 1000.0, calls.getMaxValue() / 1000.0));
+        Histogram answers = r.callAnswers().latencyMicros;
+        rows.add(BenchService.row("calls: POST /v1/calls answer (after the gateways' acks) p50 / p99", "%.1f / %.1f ms",
+                answers.getValueAtPercentile(50) / 1000.0, answers.getValueAtPercentile(99) / 1000.0));
+        rows.add(BenchService.row("calls: raw pushy -> APNs mock, same load, p50 / p99 / p99.9", "%.1f / %.1f / %.1f ms",
+                raw.getValueAtPercentile(50) / 1000.0, raw.getValueAtPercentile(99) / 1000.0,
+                raw.getValueAtPercentile(99.9) / 1000.0));
+        verdicts.add(verdict("call wake-up API -> APNs mock under background load: p99 < 10 ms, p99.9 < 25 ms",
+                calls.getTotalCount() > 0 && r.callAnswers().errors == 0 && calls.getValueAtPercentile(99) < 10_000
+                        && calls.getValueAtPercentile(99.9) < 25_000));
     }
 
     private void legsAlone(MockApns apns, FakeFcm fcm, ObjectNode apnsBlock, ObjectNode fcmBlock, String p8)

@@ -165,16 +165,9 @@ public final class FcmPayloads {
         return (millis + 999) / 1000 * 1000;
     }
 
-    /** As firebase-admin's {@code AndroidConfig} writes it: {@code "90s"}, or {@code "1.500000000s"}. */
+    /** As firebase-admin's {@code AndroidConfig} writes whole seconds: {@code "90s"}. */
     private static String ttl(PushContent content, Instant now) {
-        long millis = ttlMillis(content, now);
-        long seconds = millis / 1000;
-        long nanos = (millis % 1000) * 1_000_000;
-        if (nanos == 0) {
-            return seconds + "s";
-        }
-        String fraction = Long.toString(nanos);
-        return seconds + "." + "0".repeat(9 - fraction.length()) + fraction + "s";
+        return ttlMillis(content, now) / 1000 + "s";
     }
 
     /** Counts the bytes written to it. */

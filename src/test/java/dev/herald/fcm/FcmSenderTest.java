@@ -113,10 +113,11 @@ class FcmSenderTest {
                 null, null, null, Priority.NORMAL, NOW.minusSeconds(5)), voip);
 
         List<FakeFcm.Send> sends = fcm.sends();
+        // the ttl is the time left rounded up to whole seconds: 1.5 s left is "2s"
         assertThat(sends).extracting(FakeFcm.Send::body).containsExactly(
                 json("""
                         {"message": {"token": "%s", "data": {"sync": "1"},
-                          "android": {"priority": "normal", "ttl": "1.500000000s"}}}""".formatted(background)),
+                          "android": {"priority": "normal", "ttl": "2s"}}}""".formatted(background)),
                 json("""
                         {"message": {"token": "%s", "data": {"call": "c-1"},
                           "android": {"priority": "high", "ttl": "0s"}}}""".formatted(voip)));

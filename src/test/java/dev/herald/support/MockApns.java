@@ -227,7 +227,15 @@ public final class MockApns implements AutoCloseable {
         }
     }
 
+    private volatile java.util.function.BiConsumer<Map<String, String>, Long> listener;
+
+    /** Called with each push's headers and {@code System.nanoTime()} on arrival (before it is answered). */
+    public void onPush(java.util.function.BiConsumer<Map<String, String>, Long> listener) {
+        this.listener = listener;
+    }
+
     private void handle(Http2Headers headers, ByteBuf payload) throws RejectedNotificationException {
+        long arrived = System.nanoTime();
         Map<String, String> all = new LinkedHashMap<>();
         headers.forEach(h -> all.put(h.getKey().toString(), h.getValue().toString()));
         String path = all.getOrDefault(":path", "");
@@ -236,6 +244,10 @@ public final class MockApns implements AutoCloseable {
             received.add(new Received(token, Map.copyOf(all), payload == null ? "" : payload.toString(StandardCharsets.UTF_8)));
         }
         count.incrementAndGet();
+        java.util.function.BiConsumer<Map<String, String>, Long> l = listener;
+        if (l != null) {
+            l.accept(all, arrived);
+        }
         if (!tokensSeen.add(all.getOrDefault("apns-id", token))) {
             repeats.incrementAndGet();
         }
