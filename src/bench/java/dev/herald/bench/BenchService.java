@@ -116,6 +116,10 @@ final class BenchService implements AutoCloseable {
                 HttpResponse.BodyHandlers.ofString());
     }
 
+    HttpResponse<String> get(String path) throws IOException, InterruptedException {
+        return client.send(HttpRequest.newBuilder(uri(path)).GET().build(), HttpResponse.BodyHandlers.ofString());
+    }
+
     HttpResponse<String> expect(HttpResponse<String> response, int status, String what) {
         if (response.statusCode() != status) {
             throw new IllegalStateException(what + ": expected " + status + ", got " + response.statusCode() + " "

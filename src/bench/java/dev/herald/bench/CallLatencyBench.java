@@ -71,7 +71,7 @@ final class CallLatencyBench {
 
     /** What the run measured. */
     record Result(Histogram calls, ClosedLoop.Result callAnswers, Histogram raw, ClosedLoop.Result background,
-                  long voipPushes) {
+                  long voipPushes, List<String> stages) {
     }
 
     Result run() throws Exception {
@@ -112,6 +112,10 @@ final class CallLatencyBench {
             target = latency;
             ClosedLoop.Result answers = calls(caller, "call", Long.MAX_VALUE, seconds);
             awaitDrained();
+            // the service's own view of the calls just made: request -> commit -> gateways' acknowledgements
+            List<String> stages = service.get("/metrics").body().lines()
+                    .filter(l -> l.startsWith("herald_calls_stage_seconds{") || l.startsWith("herald_calls_stage_seconds_max"))
+                    .toList();
             BenchService.log("calls: %,d measured, p99 %.1f ms; raw pushy next", latency.getTotalCount(),
                     latency.getValueAtPercentile(99) / 1000.0);
             Histogram raw = new Histogram(TimeUnit.MINUTES.toMicros(1), 3);
@@ -120,7 +124,7 @@ final class CallLatencyBench {
             awaitDrained();
             ClosedLoop.Result backgroundResult = load.get(10 * 60, TimeUnit.SECONDS);
             apns.onPush(null);
-            return new Result(latency, answers, raw, backgroundResult, latency.getTotalCount());
+            return new Result(latency, answers, raw, backgroundResult, latency.getTotalCount(), stages);
         }
     }
 

@@ -235,6 +235,7 @@ public final class PushDeliveryBench {
         CallLatencyBench.Result r = new CallLatencyBench(service, apns, key, key, TOPIC, p8, TEAM, KEY_ID, devices,
                 background, callRate, callSeconds, 1_000).run();
         Histogram calls = r.calls();
+        r.stages().forEach(l -> BenchService.log("calls: %s", l));
         Histogram raw = r.raw();
         rows.add(BenchService.row("calls: background notifications (half the sustained rate)", "%,.0f /s asked, %,.0f /s done, %,d errors",
                 background, r.background().ok / r.background().seconds(), r.background().errors));

@@ -70,6 +70,8 @@ public class CallService implements AutoCloseable {
     private final ExecutorService executor;
     private final Timer ringLatency;
     private final Timer endLatency;
+    private final Timer stored;
+    private final Timer acknowledged;
 
     CallService(CallStore store, CallRinger ringer, DeliveryStore deliveries, NotificationService notifications,
                 WorkSignals signals, AppGateways gateways, TransactionOperations<Connection> transactions,
@@ -94,13 +96,12 @@ public class CallService implements AutoCloseable {
                 .description("From a call request to every gateway's acknowledgement").register(meters);
         this.endLatency = Timer.builder("herald.calls.handover").tag("event", "call.ended")
                 .description("From a call request to every gateway's acknowledgement").register(meters);
-    }
-
-    private volatile Runnable ringListener = () -> { };
-
-    /** Called after every call this node rings (the missed-call sweep then looks at its ring end). */
-    void onRing(Runnable listener) {
-        this.ringListener = listener;
+        this.stored = Timer.builder("herald.calls.stage").tag("stage", "stored")
+                .description("A new call: from its request to its commit").publishPercentiles(0.5, 0.99, 0.999)
+                .register(meters);
+        this.acknowledged = Timer.builder("herald.calls.stage").tag("stage", "acknowledged")
+                .description("A new call: from its commit to every gateway's acknowledgement")
+                .publishPercentiles(0.5, 0.99, 0.999).register(meters);
     }
 
     /** A call and the routes to show with it. */
@@ -120,10 +121,13 @@ public class CallService implements AutoCloseable {
                     if (!startedCall.created()) {
                         return CompletableFuture.completedFuture(new Answer(startedCall.call(), startedCall.routes(), false));
                     }
+                    long committed = System.nanoTime();
+                    stored.record(committed - started, TimeUnit.NANOSECONDS);
                     meters.counter("herald.calls.started", "app", key.appId()).increment();
-                    ringListener.run();
                     List<CallStore.Route> toSend = startedCall.routes().stream().filter(r -> "sending".equals(r.status())).toList();
                     return ringer.send(key.appId(), toSend, incoming(call), "call.incoming", call.callId())
+                            .whenComplete((outcomes, failure) -> acknowledged.record(System.nanoTime() - committed,
+                                    TimeUnit.NANOSECONDS))
                             .thenApplyAsync(outcomes -> recordRung(startedCall, toSend, outcomes, started), executor);
                 });
     }

@@ -15,8 +15,8 @@ import java.time.Instant;
 
 /**
  * Ends calls whose ring time ran out, on every node: it wakes when the earliest ringing call's time is
- * up (a call rung on this node wakes it to look again), and at least every {@code herald.calls.sweep}
- * to catch calls rung on other nodes or before a restart. Each call is ended by exactly one node (see
+ * up, and at least every {@code herald.calls.sweep} (a call rung since, on any node, rings at least 5 s,
+ * so it is ended at most that late). Each call is ended by exactly one node (see
  * {@link CallService#endTimedOut}). Also forgets calls a week after they ended.
  */
 @Context
@@ -37,7 +37,6 @@ class MissedCallSweep implements AutoCloseable {
         this.calls = calls;
         this.clock = clock;
         this.every = every;
-        calls.onRing(wake::signal);
         this.thread = new Thread(this::loop, "missed-calls");
         thread.setDaemon(true);
         thread.start();

@@ -375,7 +375,10 @@ public class DeliveryStore {
     /**
      * Writes outcomes in one statement; each only while the delivery is still queued with the attempt
      * it was sent as (a result that comes back after its lease ended and another attempt began is
-     * dropped, never overwriting that attempt's outcome).
+     * dropped, never overwriting that attempt's outcome). The status test is written {@code IN ('queued', '')}
+     * (no status is empty) so that it does not match the predicate of {@code deliveries_due}: with that
+     * partial index usable, PostgreSQL scanned every queued delivery (every push in flight) once per
+     * statement, about 1 ms each at 1,000 in flight; now each outcome is found by its primary key.
      */
     @Transactional
     public void finish(List<Finished> outcomes, Instant now) {
@@ -397,7 +400,7 @@ public class DeliveryStore {
                 UPDATE deliveries d SET status = u.status, reason = u.reason, next_attempt_at = u.next_at, updated_at = ?
                 FROM unnest(?::bigint[], ?::integer[], ?::text[], ?::text[], ?::timestamptz[])
                      AS u(id, attempts, status, reason, next_at)
-                WHERE d.id = u.id AND d.status = 'queued' AND d.attempts = u.attempts""", ps -> {
+                WHERE d.id = u.id AND d.status IN ('queued', '') AND d.attempts = u.attempts""", ps -> {
             Connection c = ps.getConnection();
             ps.setTimestamp(1, Timestamp.from(now));
             ps.setArray(2, c.createArrayOf("bigint", ids));
