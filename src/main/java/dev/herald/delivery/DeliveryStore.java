@@ -161,6 +161,121 @@ public class DeliveryStore {
         return leased;
     }
 
+    /** A step taken or not for a user, without a device: an inbox, live or email delivery. */
+    public record UserStep(String userId, String channel, String status, String reason) {
+    }
+
+    /** Inserts one delivery per step (no device, no attempt). */
+    public void insertUserSteps(String notificationId, List<UserStep> steps, Instant now) {
+        if (steps.isEmpty()) {
+            return;
+        }
+        int n = steps.size();
+        String[] users = new String[n];
+        String[] channels = new String[n];
+        String[] statuses = new String[n];
+        String[] reasons = new String[n];
+        for (int i = 0; i < n; i++) {
+            users[i] = steps.get(i).userId();
+            channels[i] = steps.get(i).channel();
+            statuses[i] = steps.get(i).status();
+            reasons[i] = steps.get(i).reason();
+        }
+        jdbc.prepareStatement(INSERT + """
+                SELECT ?, u.user_id, NULL, u.channel, u.status, u.reason, 0, NULL, ?
+                FROM unnest(?::text[], ?::text[], ?::text[], ?::text[]) AS u(user_id, channel, status, reason)""", ps -> {
+            Connection c = ps.getConnection();
+            ps.setString(1, notificationId);
+            ps.setTimestamp(2, Timestamp.from(now));
+            ps.setArray(3, c.createArrayOf("text", users));
+            ps.setArray(4, c.createArrayOf("text", channels));
+            ps.setArray(5, c.createArrayOf("text", statuses));
+            ps.setArray(6, c.createArrayOf("text", reasons));
+            return ps.executeUpdate();
+        });
+    }
+
+    /**
+     * Records pushes not sent for a reason of the user's (preference, quiet hours): one suppressed
+     * delivery per device the user has for the app, or one for the user when they have none.
+     */
+    public void suppressPushes(String notificationId, String appId, Map<String, String> reasonByUser, Instant now) {
+        if (reasonByUser.isEmpty()) {
+            return;
+        }
+        String[] users = reasonByUser.keySet().toArray(String[]::new);
+        String[] reasons = new String[users.length];
+        for (int i = 0; i < users.length; i++) {
+            reasons[i] = reasonByUser.get(users[i]);
+        }
+        jdbc.prepareStatement(INSERT + """
+                SELECT ?, u.user_id, d.installation_id, 'push', 'suppressed', u.reason, 0, NULL, ?
+                FROM unnest(?::text[], ?::text[]) AS u(user_id, reason)
+                LEFT JOIN devices d ON d.user_id = u.user_id AND d.app_id = ?""", ps -> {
+            Connection c = ps.getConnection();
+            ps.setString(1, notificationId);
+            ps.setTimestamp(2, Timestamp.from(now));
+            ps.setArray(3, c.createArrayOf("text", users));
+            ps.setArray(4, c.createArrayOf("text", reasons));
+            ps.setString(5, appId);
+            return ps.executeUpdate();
+        });
+    }
+
+    /** The locale of each user's most recently seen device of the app that has one. */
+    public Map<String, String> deviceLocales(String appId, List<String> userIds) {
+        return jdbc.prepareStatement("""
+                SELECT DISTINCT ON (user_id) user_id, locale FROM devices
+                WHERE app_id = ? AND user_id = ANY(?) AND locale IS NOT NULL
+                ORDER BY user_id, last_seen_at DESC""", ps -> {
+            ps.setString(1, appId);
+            ps.setArray(2, ps.getConnection().createArrayOf("text", userIds.toArray()));
+            Map<String, String> locales = new java.util.HashMap<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    locales.put(rs.getString(1), rs.getString(2));
+                }
+            }
+            return locales;
+        });
+    }
+
+    /**
+     * A device's receipt: the user's deliveries of the notification move to {@code delivered} or
+     * {@code opened}, never backwards (push deliveries of that installation only, when one is named;
+     * inbox and live deliveries always). Answers false when the user has no delivery of the notification.
+     */
+    public boolean receipt(String notificationId, String userId, String installationId, boolean opened, Instant now) {
+        boolean known = jdbc.prepareStatement(
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE notification_id = ? AND user_id = ?)", ps -> {
+                    ps.setString(1, notificationId);
+                    ps.setString(2, userId);
+                    try (ResultSet rs = ps.executeQuery()) {
+                        rs.next();
+                        return rs.getBoolean(1);
+                    }
+                });
+        if (!known) {
+            return false;
+        }
+        jdbc.prepareStatement("""
+                UPDATE deliveries SET status = ?, updated_at = ?
+                WHERE notification_id = ? AND user_id = ? AND channel IN ('push', 'live', 'inApp')
+                  AND status = ANY(?)
+                  AND (channel <> 'push' OR ?::text IS NULL OR installation_id = ?)""", ps -> {
+            ps.setString(1, opened ? "opened" : "delivered");
+            ps.setTimestamp(2, Timestamp.from(now));
+            ps.setString(3, notificationId);
+            ps.setString(4, userId);
+            ps.setArray(5, ps.getConnection().createArrayOf("text", opened
+                    ? new String[] {"queued", "sent", "delivered"} : new String[] {"queued", "sent"}));
+            ps.setString(6, installationId);
+            ps.setString(7, installationId);
+            return ps.executeUpdate();
+        });
+        return true;
+    }
+
     /** One device a notification of a batch names. */
     public record DeviceTarget(String notificationId, String appId, String installationId) {
     }

@@ -106,6 +106,15 @@ class SchemaContractTest extends HeraldTest {
         assertThat(ended.status()).as(ended.toString()).isEqualTo(200);
         assertValid("call", ended.json());
 
+        Api.Response preferences = api.put("/v1/preferences", tenant.userToken(),
+                Files.readString(DIR.resolve("examples/preferences.json")));
+        assertThat(preferences.status()).as(preferences.toString()).isEqualTo(200);
+        assertValid("preferences", preferences.json());
+        assertValid("preferences", api.get("/v1/preferences", tenant.userToken()).json());
+        Api.Response receipt = api.post("/v1/receipts", tenant.userToken(),
+                Files.readString(DIR.resolve("examples/receipt-request.json")));
+        assertThat(receipt.status()).as("a valid receipt for a notification the user never got").isEqualTo(404);
+
         String keyRequest = Files.readString(DIR.resolve("examples/app-key-request.json"));
         assertThat(api.post("/v1/apps/" + tenant.app() + "/keys", tenant.key(), keyRequest).status()).isEqualTo(201);
 

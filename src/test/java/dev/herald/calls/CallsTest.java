@@ -306,6 +306,15 @@ class CallsTest extends HeraldTest implements TestPropertyProvider {
         assertThat(payload.path("callId").asText()).isEqualTo(callId);
         JsonNode notification = api.get("/v1/notifications/" + missed, tenant.key()).json();
         assertThat(notification.path("recipients").asInt()).isEqualTo(1);
+        // and an item in the callee's inbox
+        await().atMost(DEADLINE).untilAsserted(() -> {
+            JsonNode inbox = api.get("/v1/inbox", tenant.userToken()).json();
+            assertThat(inbox.path("items")).hasSize(1);
+            assertThat(inbox.path("items").get(0).path("category").asText()).isEqualTo("call.missed");
+            assertThat(inbox.path("items").get(0).path("notificationId").asText()).isEqualTo(missed);
+            assertThat(inbox.path("items").get(0).path("body").asText()).isEqualTo("Ada Lovelace");
+            assertThat(inbox.path("items").get(0).path("data").path("callId").asText()).isEqualTo(callId);
+        });
 
         Api.Response lateEnd = api.delete("/v1/calls/" + callId + "?reason=cancelled", tenant.key());
         assertThat(lateEnd.status()).isEqualTo(200);

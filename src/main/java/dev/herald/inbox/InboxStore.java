@@ -1,0 +1,200 @@
+package dev.herald.inbox;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.herald.api.JsonBodies;
+import io.micronaut.core.annotation.Nullable;
+import io.micronaut.data.jdbc.runtime.JdbcOperations;
+import jakarta.inject.Singleton;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Timestamp;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Users' inbox items in PostgreSQL. Every method joins the caller's transaction. Items list unread
+ * first, then newest ({@code (read_at IS NOT NULL), id DESC}), per app or across all apps.
+ */
+@Singleton
+public class InboxStore {
+
+    private static final com.fasterxml.jackson.core.type.TypeReference<Map<String, String>> STRING_MAP =
+            new com.fasterxml.jackson.core.type.TypeReference<>() { };
+
+    private final JdbcOperations jdbc;
+    private final ObjectMapper mapper;
+
+    InboxStore(JdbcOperations jdbc, JsonBodies bodies) {
+        this.jdbc = jdbc;
+        this.mapper = bodies.mapper();
+    }
+
+    /** An item to store: one notification in one user's inbox, in their locale. */
+    public record NewItem(String userId, String appId, String notificationId, @Nullable String category, String type,
+                          @Nullable String title, @Nullable String body, @Nullable String link, Map<String, String> data) {
+    }
+
+    /** An item as stored. */
+    public record Item(long id, String userId, String appId, String notificationId, @Nullable String category, String type,
+                       @Nullable String title, @Nullable String body, @Nullable String link, Map<String, String> data,
+                       @Nullable Instant readAt, Instant createdAt) {
+    }
+
+    /** Inserts the items (a notification routed again after a crash adds none twice); answers those inserted. */
+    public List<Item> insert(List<NewItem> items, Instant now) {
+        if (items.isEmpty()) {
+            return List.of();
+        }
+        int n = items.size();
+        String[][] columns = new String[9][n];
+        for (int i = 0; i < n; i++) {
+            NewItem it = items.get(i);
+            columns[0][i] = it.userId();
+            columns[1][i] = it.appId();
+            columns[2][i] = it.notificationId();
+            columns[3][i] = it.category();
+            columns[4][i] = it.type();
+            columns[5][i] = it.title();
+            columns[6][i] = it.body();
+            columns[7][i] = it.link();
+            columns[8][i] = json(it.data());
+        }
+        return jdbc.prepareStatement("""
+                INSERT INTO inbox_items (user_id, app_id, notification_id, category, type, title, body, link, data, created_at)
+                SELECT u.user_id, u.app_id, u.notification_id, u.category, u.type, u.title, u.body, u.link, u.data::jsonb, ?
+                FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+                     AS u(user_id, app_id, notification_id, category, type, title, body, link, data)
+                ON CONFLICT (notification_id, user_id) DO NOTHING
+                RETURNING""" + " " + COLUMNS, ps -> {
+            ps.setTimestamp(1, Timestamp.from(now));
+            for (int c = 0; c < 9; c++) {
+                ps.setArray(c + 2, ps.getConnection().createArrayOf("text", columns[c]));
+            }
+            return items(ps.executeQuery());
+        });
+    }
+
+    /**
+     * A page of the user's items after {@code after} ({@code {readFlag, id}}: 0 unread / 1 read, and the
+     * last id seen), for one app or all ({@code appId} null).
+     */
+    public List<Item> page(String userId, @Nullable String appId, boolean unreadOnly, @Nullable long[] after, int limit) {
+        StringBuilder sql = new StringBuilder("SELECT " + COLUMNS + " FROM inbox_items WHERE user_id = ?");
+        if (appId != null) {
+            sql.append(" AND app_id = ?");
+        }
+        if (unreadOnly) {
+            sql.append(" AND read_at IS NULL");
+        }
+        if (after != null) {
+            sql.append(" AND ((read_at IS NOT NULL)::int > ? OR ((read_at IS NOT NULL)::int = ? AND id < ?))");
+        }
+        sql.append(" ORDER BY (read_at IS NOT NULL), id DESC LIMIT ?");
+        return jdbc.prepareStatement(sql.toString(), ps -> {
+            int i = 1;
+            ps.setString(i++, userId);
+            if (appId != null) {
+                ps.setString(i++, appId);
+            }
+            if (after != null) {
+                ps.setInt(i++, (int) after[0]);
+                ps.setInt(i++, (int) after[0]);
+                ps.setLong(i++, after[1]);
+            }
+            ps.setInt(i, limit);
+            return items(ps.executeQuery());
+        });
+    }
+
+    public long unreadCount(String userId, @Nullable String appId) {
+        String sql = "SELECT count(*) FROM inbox_items WHERE user_id = ? AND read_at IS NULL"
+                + (appId == null ? "" : " AND app_id = ?");
+        return jdbc.prepareStatement(sql, ps -> {
+            ps.setString(1, userId);
+            if (appId != null) {
+                ps.setString(2, appId);
+            }
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return rs.getLong(1);
+            }
+        });
+    }
+
+    /** Marks the user's item read (keeping the first read time); answers its app, or null when the user has no such item. */
+    @Nullable
+    public String markRead(String userId, long id, Instant now) {
+        return jdbc.prepareStatement("""
+                UPDATE inbox_items SET read_at = coalesce(read_at, ?) WHERE user_id = ? AND id = ? RETURNING app_id""", ps -> {
+            ps.setTimestamp(1, Timestamp.from(now));
+            ps.setString(2, userId);
+            ps.setLong(3, id);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() ? rs.getString(1) : null;
+            }
+        });
+    }
+
+    /** Marks every unread item of the user (of one app, or all) read; answers how many. */
+    public int readAll(String userId, @Nullable String appId, Instant now) {
+        String sql = "UPDATE inbox_items SET read_at = ? WHERE user_id = ? AND read_at IS NULL"
+                + (appId == null ? "" : " AND app_id = ?");
+        return jdbc.prepareStatement(sql, ps -> {
+            ps.setTimestamp(1, Timestamp.from(now));
+            ps.setString(2, userId);
+            if (appId != null) {
+                ps.setString(3, appId);
+            }
+            return ps.executeUpdate();
+        });
+    }
+
+    /** Deletes the user's item; answers its app, or null when the user has no such item. */
+    @Nullable
+    public String delete(String userId, long id) {
+        return jdbc.prepareStatement("DELETE FROM inbox_items WHERE user_id = ? AND id = ? RETURNING app_id", ps -> {
+            ps.setString(1, userId);
+            ps.setLong(2, id);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() ? rs.getString(1) : null;
+            }
+        });
+    }
+
+    private static final String COLUMNS =
+            "id, user_id, app_id, notification_id, category, type, title, body, link, data, read_at, created_at";
+
+    private List<Item> items(ResultSet rs) throws SQLException {
+        List<Item> items = new ArrayList<>();
+        try (rs) {
+            while (rs.next()) {
+                Timestamp read = rs.getTimestamp(11);
+                items.add(new Item(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4), rs.getString(5),
+                        rs.getString(6), rs.getString(7), rs.getString(8), rs.getString(9), parse(rs.getString(10)),
+                        read == null ? null : read.toInstant(), rs.getTimestamp(12).toInstant()));
+            }
+        }
+        return items;
+    }
+
+    private String json(Map<String, String> data) {
+        try {
+            return mapper.writeValueAsString(data);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private Map<String, String> parse(String json) {
+        try {
+            return mapper.readValue(json, STRING_MAP);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+}

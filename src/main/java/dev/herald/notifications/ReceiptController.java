@@ -1,0 +1,61 @@
+package dev.herald.notifications;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.herald.api.ApiException;
+import dev.herald.api.JsonBodies;
+import dev.herald.auth.Caller;
+import dev.herald.delivery.DeliveryStore;
+import io.micronaut.http.HttpStatus;
+import io.micronaut.http.MediaType;
+import io.micronaut.http.annotation.Body;
+import io.micronaut.http.annotation.Controller;
+import io.micronaut.http.annotation.Post;
+import io.micronaut.http.annotation.Status;
+import io.micronaut.scheduling.TaskExecutors;
+import io.micronaut.scheduling.annotation.ExecuteOn;
+import io.micronaut.security.annotation.Secured;
+import io.micronaut.security.authentication.Authentication;
+import io.micronaut.security.rules.SecurityRule;
+import io.micronaut.transaction.annotation.Transactional;
+import io.swagger.v3.oas.annotations.Operation;
+import io.swagger.v3.oas.annotations.media.Content;
+import io.swagger.v3.oas.annotations.media.Schema;
+import io.swagger.v3.oas.annotations.parameters.RequestBody;
+import io.swagger.v3.oas.annotations.tags.Tag;
+
+import java.time.Clock;
+
+/** {@code POST /v1/receipts} (user JWT): a device got or opened one of the user's notifications. */
+@Controller("/v1/receipts")
+@Secured(SecurityRule.IS_AUTHENTICATED)
+@Tag(name = "Receipts")
+class ReceiptController {
+
+    private final DeliveryStore deliveries;
+    private final JsonBodies bodies;
+    private final Clock clock;
+
+    ReceiptController(DeliveryStore deliveries, JsonBodies bodies, Clock clock) {
+        this.deliveries = deliveries;
+        this.bodies = bodies;
+        this.clock = clock;
+    }
+
+    @Post(consumes = MediaType.APPLICATION_JSON)
+    @ExecuteOn(TaskExecutors.BLOCKING)
+    @Transactional
+    @Status(HttpStatus.NO_CONTENT)
+    @Operation(summary = "Move the caller's deliveries of a notification to delivered / opened (never backwards)")
+    void receipt(Authentication authentication,
+                 @RequestBody(content = @Content(schema = @Schema(ref = "https://herald.dev/schema/receipt-request.schema.json")))
+                 @Body byte[] body) {
+        Caller.User user = Caller.of(authentication).requireUser();
+        JsonNode node = bodies.validate(body, "receipt-request");
+        String installationId = node.hasNonNull("installationId") ? node.get("installationId").asText() : null;
+        boolean known = deliveries.receipt(node.get("notificationId").asText(), user.userId(), installationId,
+                "opened".equals(node.get("event").asText()), clock.instant());
+        if (!known) {
+            throw ApiException.notFound("Notification");
+        }
+    }
+}
