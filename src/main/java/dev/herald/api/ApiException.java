@@ -44,6 +44,11 @@ public class ApiException extends RuntimeException {
                 Map.of("Retry-After", "5"));
     }
 
+    /** A dependency other than the database is unreachable: 503, worth a retry in a few seconds. */
+    public static ApiException unavailable(String detail) {
+        return new ApiException(ProblemType.UNAVAILABLE, detail, List.of(), Map.of("Retry-After", "5"));
+    }
+
     public static ApiException notFound(String what) {
         return new ApiException(ProblemType.NOT_FOUND, what + " not found");
     }

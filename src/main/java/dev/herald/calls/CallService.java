@@ -13,6 +13,8 @@ import dev.herald.delivery.PushContent;
 import dev.herald.delivery.PushKind;
 import dev.herald.delivery.WorkSignals;
 import dev.herald.devices.Platform;
+import dev.herald.live.LiveEvents;
+import dev.herald.live.LiveHub;
 import dev.herald.notifications.NotificationService;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
@@ -62,6 +64,7 @@ public class CallService implements AutoCloseable {
     private final DeliveryStore deliveries;
     private final NotificationService notifications;
     private final WorkSignals signals;
+    private final LiveHub live;
     private final AppGateways gateways;
     private final TransactionOperations<Connection> transactions;
     private final MeterRegistry meters;
@@ -74,13 +77,14 @@ public class CallService implements AutoCloseable {
     private final Timer acknowledged;
 
     CallService(CallStore store, CallRinger ringer, DeliveryStore deliveries, NotificationService notifications,
-                WorkSignals signals, AppGateways gateways, TransactionOperations<Connection> transactions,
+                WorkSignals signals, LiveHub live, AppGateways gateways, TransactionOperations<Connection> transactions,
                 MeterRegistry meters, Clock clock, JsonBodies bodies, @Value("${herald.calls.threads:8}") int threads) {
         this.store = store;
         this.ringer = ringer;
         this.deliveries = deliveries;
         this.notifications = notifications;
         this.signals = signals;
+        this.live = live;
         this.gateways = gateways;
         this.transactions = transactions;
         this.meters = meters;
@@ -116,7 +120,10 @@ public class CallService implements AutoCloseable {
         CallStore.StoredCall call = new CallStore.StoredCall(key.appId(), request.callId(), key.test(), request.callee(),
                 request.callerId(), request.callerName(), request.video(), request.ringSeconds(), now,
                 now.plusSeconds(request.ringSeconds()), null, null, null);
-        return CompletableFuture.supplyAsync(() -> transactions.executeWrite(status -> store.start(call, devices -> plan(call, devices))), executor)
+        return CompletableFuture.supplyAsync(() -> {
+                    boolean present = live.present(List.of(call.callee())).getOrDefault(call.callee(), false);
+                    return transactions.executeWrite(status -> store.start(call, devices -> plan(call, devices, present)));
+                }, executor)
                 .thenCompose(startedCall -> {
                     if (!startedCall.created()) {
                         return CompletableFuture.completedFuture(new Answer(startedCall.call(), startedCall.routes(), false));
@@ -124,6 +131,9 @@ public class CallService implements AutoCloseable {
                     long committed = System.nanoTime();
                     stored.record(committed - started, TimeUnit.NANOSECONDS);
                     meters.counter("herald.calls.started", "app", key.appId()).increment();
+                    if (startedCall.routes().stream().anyMatch(r -> "live".equals(r.channel()))) {
+                        live.publish(call.callee(), "call.incoming", null, LiveEvents.json(incoming(call).data()));
+                    }
                     List<CallStore.Route> toSend = startedCall.routes().stream().filter(r -> "sending".equals(r.status())).toList();
                     return ringer.send(key.appId(), toSend, incoming(call), "call.incoming", call.callId())
                             .whenComplete((outcomes, failure) -> acknowledged.record(System.nanoTime() - committed,
@@ -137,13 +147,17 @@ public class CallService implements AutoCloseable {
      * gateway (no token, a test key, no credentials) get their final status at once; the rest are
      * {@code sending}. A callee with no device gets one route saying so.
      */
-    private List<CallStore.Route> plan(CallStore.StoredCall call, List<CallStore.CalleeDevice> devices) {
+    private List<CallStore.Route> plan(CallStore.StoredCall call, List<CallStore.CalleeDevice> devices, boolean present) {
         List<CallStore.Route> routes = new ArrayList<>();
+        int seq = 0;
+        if (present) {
+            // the callee's streams get call.incoming once the call is stored (a test key's too: nothing leaves Herald)
+            routes.add(new CallStore.Route(seq++, null, null, "live", null, "sent", null, null, null));
+        }
         if (devices.isEmpty()) {
-            routes.add(new CallStore.Route(0, null, null, "push", null, "suppressed", "no_device", null, null));
+            routes.add(new CallStore.Route(seq, null, null, "push", null, "suppressed", "no_device", null, null));
             return routes;
         }
-        int seq = 0;
         for (CallStore.CalleeDevice d : devices) {
             Platform platform = Platform.fromWire(d.platform());
             boolean ios = platform == Platform.IOS;
@@ -240,14 +254,21 @@ public class CallService implements AutoCloseable {
         meters.counter("herald.calls.ended", "app", call.appId(), "reason", call.endReason()).increment();
         List<CallStore.Route> toSend = new ArrayList<>();
         List<CallStore.Route> settled = new ArrayList<>();
+        boolean toStreams = false;
         for (CallStore.Route r : routes) {
-            if (r.token() == null || "suppressed".equals(r.status())) {
+            if ("live".equals(r.channel())) {
+                toStreams = true;
+                settled.add(r.withEnd("sent", null));
+            } else if (r.token() == null || "suppressed".equals(r.status())) {
                 settled.add(r.withEnd("suppressed", r.reason() == null ? "token_invalid" : r.reason()));
             } else if ("simulated".equals(r.status())) {
                 settled.add(r.withEnd("simulated", null));
             } else {
                 toSend.add(r);
             }
+        }
+        if (toStreams) {
+            live.publish(call.callee(), "call.ended", null, LiveEvents.json(ended(call).data()));
         }
         return ringer.send(call.appId(), toSend, ended(call), "call.ended", call.callId()).thenApplyAsync(outcomes -> {
             endLatency.record(System.nanoTime() - startedNanos, TimeUnit.NANOSECONDS);

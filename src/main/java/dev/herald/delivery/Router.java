@@ -5,9 +5,15 @@ import dev.herald.notifications.NotificationRequest;
 import dev.herald.notifications.Target;
 import jakarta.inject.Singleton;
 
+import dev.herald.inbox.InboxItemView;
 import dev.herald.inbox.InboxStore;
+import dev.herald.live.LiveEvents;
+import dev.herald.live.LiveHub;
+import io.micronaut.transaction.TransactionOperations;
+import io.micronaut.transaction.support.TransactionSynchronization;
 import dev.herald.preferences.Preferences;
 
+import java.sql.Connection;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -20,8 +26,10 @@ import java.util.Map;
  * (their saved locale, else their latest device's, else {@code en}); (3) a queued push per device of the
  * app, or {@code no_device}, unless their preferences turn push off for the category
  * ({@code preference}) or it is their quiet hours and the notification is not {@code high}
- * ({@code quiet_hours}); (2) live and (4) email, not built yet, are {@code suppressed /
- * not_configured} (email {@code preference} when turned off). Devices and tags get a queued push per
+ * ({@code quiet_hours}) or they are present ({@code present}); (2) a present user (a stream on any
+ * node, see {@link LiveHub}) gets the notification on their streams once the transaction commits, and
+ * {@code live} is {@code sent}, else {@code suppressed / away}; (4) email, not built yet, is
+ * {@code suppressed / not_configured} ({@code preference} when turned off). Devices and tags get a queued push per
  * matching device. Channels the request left out get no delivery at all.
  */
 @Singleton
@@ -36,10 +44,16 @@ public class Router {
     private final dev.herald.preferences.PreferenceStore preferences;
     private final InboxStore inbox;
 
-    Router(DeliveryStore store, dev.herald.preferences.PreferenceStore preferences, dev.herald.inbox.InboxStore inbox) {
+    private final LiveHub live;
+    private final TransactionOperations<Connection> transactions;
+
+    Router(DeliveryStore store, dev.herald.preferences.PreferenceStore preferences, InboxStore inbox, LiveHub live,
+           TransactionOperations<Connection> transactions) {
         this.store = store;
         this.preferences = preferences;
         this.inbox = inbox;
+        this.live = live;
+        this.transactions = transactions;
     }
 
     /**
@@ -97,6 +111,8 @@ public class Router {
         Map<String, Preferences> saved = preferences.findAll(users);
         String category = request.category();
         List<DeliveryStore.UserStep> steps = new ArrayList<>();
+        Map<String, InboxStore.Item> stored = new java.util.HashMap<>();
+        Map<String, Boolean> present = request.channels().contains(Channel.LIVE) ? live.present(users) : Map.of();
         if (request.channels().contains(Channel.IN_APP)) {
             List<String> toInbox = users.stream().filter(u -> prefs(saved, u).allows(Channel.IN_APP, category)).toList();
             List<String> withoutSaved = toInbox.stream().filter(u -> !saved.containsKey(u)).toList();
@@ -109,15 +125,22 @@ public class Router {
                         request.title() == null ? null : request.title().forLocale(locale),
                         request.body() == null ? null : request.body().forLocale(locale), request.link(), request.data()));
             }
-            inbox.insert(items, now);
+            inbox.insert(items, now).forEach(item -> stored.put(item.userId(), item));
             for (String user : users) {
-                boolean stored = prefs(saved, user).allows(Channel.IN_APP, category);
-                steps.add(new DeliveryStore.UserStep(user, Channel.IN_APP.wire(), stored ? "sent" : "suppressed",
-                        stored ? null : "preference"));
+                boolean allowed = prefs(saved, user).allows(Channel.IN_APP, category);
+                steps.add(new DeliveryStore.UserStep(user, Channel.IN_APP.wire(), allowed ? "sent" : "suppressed",
+                        allowed ? null : "preference"));
             }
         }
+        List<String> reached = users.stream().filter(u -> present.getOrDefault(u, false)).toList();
         if (request.channels().contains(Channel.LIVE)) {
-            users.forEach(u -> steps.add(new DeliveryStore.UserStep(u, Channel.LIVE.wire(), "suppressed", "not_configured")));
+            for (String user : users) {
+                boolean here = present.getOrDefault(user, false);
+                steps.add(new DeliveryStore.UserStep(user, Channel.LIVE.wire(), here ? "sent" : "suppressed", here ? null : "away"));
+            }
+            if (!reached.isEmpty()) {
+                publishAfterCommit(notificationId, appId, request, reached, stored, saved);
+            }
         }
         List<DeliveryStore.ClaimedPush> leased = List.of();
         if (request.channels().contains(Channel.PUSH)) {
@@ -125,7 +148,9 @@ public class Router {
             Map<String, String> suppressed = new LinkedHashMap<>();
             for (String user : users) {
                 Preferences p = prefs(saved, user);
-                if (!p.allows(Channel.PUSH, category)) {
+                if (present.getOrDefault(user, false)) {
+                    suppressed.put(user, "present");
+                } else if (!p.allows(Channel.PUSH, category)) {
                     suppressed.put(user, "preference");
                 } else if (request.priority() != Priority.HIGH && p.quietAt(now)) {
                     suppressed.put(user, "quiet_hours");
@@ -147,6 +172,46 @@ public class Router {
         }
         store.insertUserSteps(notificationId, steps, now);
         return leased;
+    }
+
+    /**
+     * Once the routing transaction commits, each present user gets the notification on their streams
+     * (the inbox item when one was stored, with its id, else the notification's content) and their new
+     * unread count.
+     */
+    private void publishAfterCommit(String notificationId, String appId, NotificationRequest request, List<String> reached,
+                                    Map<String, InboxStore.Item> stored, Map<String, Preferences> saved) {
+        Map<String, Long> unread = stored.isEmpty() ? Map.of() : inbox.unreadCounts(reached);
+        List<Runnable> events = new ArrayList<>();
+        for (String user : reached) {
+            InboxStore.Item item = stored.get(user);
+            if (item != null) {
+                InboxItemView view = InboxItemView.of(item);
+                events.add(() -> live.publish(user, "notification", view.id(), LiveEvents.json(view)));
+                long count = unread.getOrDefault(user, 0L);
+                events.add(() -> live.publish(user, "unread", null, "{\"unread\":" + count + "}"));
+            } else {
+                String locale = prefs(saved, user).locale();
+                Map<String, Object> content = new LinkedHashMap<>();
+                content.put("notificationId", notificationId);
+                content.put("app", appId);
+                content.put("category", request.category());
+                content.put("type", request.type());
+                content.put("title", request.title() == null ? null : request.title().forLocale(locale));
+                content.put("body", request.body() == null ? null : request.body().forLocale(locale));
+                content.put("link", request.link());
+                content.put("data", request.data());
+                events.add(() -> live.publish(user, "notification", null, LiveEvents.json(content)));
+            }
+        }
+        Runnable publish = () -> events.forEach(Runnable::run);
+        transactions.findTransactionStatus().ifPresentOrElse(status -> status.registerSynchronization(
+                new TransactionSynchronization() {
+                    @Override
+                    public void afterCommit() {
+                        publish.run();
+                    }
+                }), publish);
     }
 
     private static Preferences prefs(Map<String, Preferences> saved, String user) {

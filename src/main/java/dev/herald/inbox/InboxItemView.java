@@ -20,7 +20,7 @@ public record InboxItemView(String id, String notificationId, String app, @Nulla
     }
 
     /** The stored id of a client's item id, or -1 when it is not one Herald gave out. */
-    static long parseId(String id) {
+    public static long parseId(String id) {
         if (id == null || !id.startsWith(PREFIX) || id.length() > PREFIX.length() + 19) {
             return -1;
         }

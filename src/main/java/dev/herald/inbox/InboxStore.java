@@ -111,6 +111,32 @@ public class InboxStore {
         });
     }
 
+    /** The user's items newer than {@code afterId} (all apps), oldest first: what a reconnecting stream missed. */
+    public List<Item> after(String userId, long afterId, int limit) {
+        return jdbc.prepareStatement("SELECT " + COLUMNS + " FROM inbox_items WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?",
+                ps -> {
+                    ps.setString(1, userId);
+                    ps.setLong(2, afterId);
+                    ps.setInt(3, limit);
+                    return items(ps.executeQuery());
+                });
+    }
+
+    /** Unread items per user (all apps), for the users given. */
+    public Map<String, Long> unreadCounts(List<String> userIds) {
+        return jdbc.prepareStatement(
+                "SELECT user_id, count(*) FROM inbox_items WHERE user_id = ANY(?) AND read_at IS NULL GROUP BY user_id", ps -> {
+                    ps.setArray(1, ps.getConnection().createArrayOf("text", userIds.toArray()));
+                    Map<String, Long> counts = new java.util.HashMap<>();
+                    try (ResultSet rs = ps.executeQuery()) {
+                        while (rs.next()) {
+                            counts.put(rs.getString(1), rs.getLong(2));
+                        }
+                    }
+                    return counts;
+                });
+    }
+
     public long unreadCount(String userId, @Nullable String appId) {
         String sql = "SELECT count(*) FROM inbox_items WHERE user_id = ? AND read_at IS NULL"
                 + (appId == null ? "" : " AND app_id = ?");

@@ -1,0 +1,282 @@
+package dev.herald.live;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.herald.api.JsonBodies;
+import io.lettuce.core.Range;
+import io.lettuce.core.RedisClient;
+import io.lettuce.core.RedisFuture;
+import io.lettuce.core.api.StatefulRedisConnection;
+import io.lettuce.core.api.async.RedisAsyncCommands;
+import io.lettuce.core.pubsub.RedisPubSubAdapter;
+import io.lettuce.core.pubsub.StatefulRedisPubSubConnection;
+import io.micronaut.context.annotation.Value;
+import io.micronaut.http.sse.Event;
+import io.micronaut.scheduling.annotation.Scheduled;
+import jakarta.annotation.PreDestroy;
+import jakarta.inject.Singleton;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Sinks;
+
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The live streams held by this node, and presence in Redis for every node.
+ *
+ * <p>Each stream is a Reactor sink on this node (no thread per stream). A user's presence is the Redis
+ * sorted set {@code herald:{u:<userId>}:streams} (the hash tag keeps a user's keys on one Redis Cluster
+ * slot): one member per open stream, {@code <node>/<stream>}, scored with its expiry; the node refreshes
+ * its members every 20 s, so a node that dies leaves no one present after {@link #TTL}. {@code PUT
+ * /v1/presence} adds the member {@code api} for {@link #TTL}. A live event for a user goes to the streams
+ * on this node directly and to every other node holding one of the user's streams over its Redis
+ * channel {@code herald:node:<node>}. Redis unreachable: everyone counts as away (pushes go out) and
+ * nothing here throws.
+ */
+@Singleton
+public class LiveHub implements AutoCloseable {
+
+    private static final Logger LOG = LoggerFactory.getLogger(LiveHub.class);
+    static final Duration TTL = Duration.ofSeconds(60);
+    private static final Duration REDIS_WAIT = Duration.ofMillis(500);
+
+    private final String node = UUID.randomUUID().toString().substring(0, 12);
+    private final Map<String, Set<Stream>> streams = new ConcurrentHashMap<>();
+    private final AtomicLong streamIds = new AtomicLong();
+    private final RedisAsyncCommands<String, String> redis;
+    private final StatefulRedisPubSubConnection<String, String> subscription;
+    private final ObjectMapper mapper;
+    private final Clock clock;
+    private final Duration ping;
+    private volatile long lastWarning;
+
+    /** One open stream of a user on this node. */
+    record Stream(String id, String userId, Sinks.Many<Event<String>> sink) {
+    }
+
+    LiveHub(StatefulRedisConnection<String, String> connection, RedisClient client, JsonBodies bodies, Clock clock,
+            @Value("${herald.stream.ping:30s}") Duration ping) {
+        this.redis = connection.async();
+        this.mapper = bodies.mapper();
+        this.clock = clock;
+        this.ping = ping;
+        StatefulRedisPubSubConnection<String, String> sub = null;
+        try {
+            sub = client.connectPubSub();
+            sub.addListener(new RedisPubSubAdapter<>() {
+                @Override
+                public void message(String channel, String message) {
+                    relayed(message);
+                }
+            });
+            sub.sync().subscribe(channel(node));
+        } catch (RuntimeException e) {
+            LOG.warn("Live events from other nodes will not reach this one: Redis subscription failed: {}", e.toString());
+        }
+        this.subscription = sub;
+    }
+
+    public String node() {
+        return node;
+    }
+
+    /**
+     * Opens a stream for the user: {@code replay} first, then live events and a ping every
+     * {@code herald.stream.ping}, until the client goes away (then the stream leaves presence at once).
+     */
+    public Flux<Event<String>> open(String userId, List<Event<String>> replay) {
+        Stream stream = new Stream(node + "/" + streamIds.incrementAndGet(), userId,
+                Sinks.many().multicast().onBackpressureBuffer(1024, false));
+        streams.computeIfAbsent(userId, u -> ConcurrentHashMap.newKeySet()).add(stream);
+        refresh(userId, stream.id());
+        Flux<Event<String>> pings = Flux.interval(ping, ping).map(n -> Event.of("{}").name("ping"));
+        return Flux.concat(Flux.fromIterable(replay), Flux.merge(stream.sink().asFlux(), pings))
+                .doFinally(signal -> close(stream));
+    }
+
+    private void close(Stream stream) {
+        Set<Stream> mine = streams.get(stream.userId());
+        if (mine != null) {
+            mine.remove(stream);
+            if (mine.isEmpty()) {
+                streams.remove(stream.userId(), mine);
+            }
+        }
+        guard(() -> {
+            redis.zrem(key(stream.userId()), stream.id());
+            redis.set(seenKey(stream.userId()), clock.instant().toString());
+        });
+    }
+
+    /** {@code PUT /v1/presence}: the user counts as present for {@link #TTL}. */
+    public void touch(String userId) {
+        refresh(userId, "api");
+    }
+
+    /** Whether each user is present (any node); Redis unreachable: nobody is. */
+    public Map<String, Boolean> present(List<String> userIds) {
+        Map<String, Boolean> present = new HashMap<>();
+        long now = clock.millis();
+        try {
+            List<RedisFuture<Long>> counts = new ArrayList<>(userIds.size());
+            for (String user : userIds) {
+                counts.add(redis.zcount(key(user), Range.create(now, Double.POSITIVE_INFINITY)));
+            }
+            for (int i = 0; i < userIds.size(); i++) {
+                Long n = counts.get(i).get(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS);
+                present.put(userIds.get(i), n != null && n > 0);
+            }
+        } catch (Exception e) {
+            warn("presence unknown, users count as away", e);
+            userIds.forEach(u -> present.put(u, false));
+        }
+        return present;
+    }
+
+    /** {@code GET /v1/users/{userId}/presence}. */
+    public PresenceView presence(String userId) {
+        long now = clock.millis();
+        try {
+            long connections = redis.zcount(key(userId), Range.create(now, Double.POSITIVE_INFINITY))
+                    .get(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS);
+            String seen = redis.get(seenKey(userId)).get(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS);
+            Double api = redis.zscore(key(userId), "api").get(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS);
+            long streamsOnly = api != null && api >= now ? connections - 1 : connections;
+            return new PresenceView(connections > 0, streamsOnly, connections > 0 ? clock.instant()
+                    : seen == null ? null : Instant.parse(seen));
+        } catch (Exception e) {
+            warn("presence unknown", e);
+            throw dev.herald.api.ApiException.unavailable("Presence is unknown: Redis is unreachable");
+        }
+    }
+
+    /**
+     * Sends an event to the user's streams wherever they are: this node's at once, other nodes' through
+     * Redis. {@code id} may be null (the event then leaves the client's Last-Event-ID as it was).
+     */
+    public void publish(String userId, String name, String id, String json) {
+        deliver(userId, name, id, json);
+        long now = clock.millis();
+        guard(() -> redis.zrangebyscore(key(userId), Range.create(now, Double.POSITIVE_INFINITY)).thenAccept(members -> {
+            Set<String> nodes = new HashSet<>();
+            for (String m : members) {
+                int slash = m.indexOf('/');
+                if (slash > 0 && !m.substring(0, slash).equals(node)) {
+                    nodes.add(m.substring(0, slash));
+                }
+            }
+            if (!nodes.isEmpty()) {
+                ObjectNode message = mapper.createObjectNode().put("userId", userId).put("name", name).put("data", json);
+                if (id != null) {
+                    message.put("id", id);
+                }
+                String text = message.toString();
+                nodes.forEach(n -> redis.publish(channel(n), text));
+            }
+        }));
+    }
+
+    /** Whether the user has a stream on this node. */
+    public boolean hasLocal(String userId) {
+        Set<Stream> mine = streams.get(userId);
+        return mine != null && !mine.isEmpty();
+    }
+
+    public int localStreams() {
+        return streams.values().stream().mapToInt(Set::size).sum();
+    }
+
+    private void deliver(String userId, String name, String id, String json) {
+        Set<Stream> mine = streams.get(userId);
+        if (mine == null) {
+            return;
+        }
+        Event<String> event = Event.of(json).name(name);
+        if (id != null) {
+            event = event.id(id);
+        }
+        for (Stream s : mine) {
+            s.sink().tryEmitNext(event);
+        }
+    }
+
+    private void relayed(String message) {
+        try {
+            var node = mapper.readTree(message);
+            deliver(node.path("userId").asText(), node.path("name").asText(), node.hasNonNull("id") ? node.get("id").asText() : null,
+                    node.path("data").asText());
+        } catch (Exception e) {
+            LOG.warn("A live event relayed through Redis could not be read: {}", e.toString());
+        }
+    }
+
+    /** Keeps this node's streams present: every 20 s, each stream's expiry moves to now + {@link #TTL}. */
+    @Scheduled(fixedDelay = "20s", initialDelay = "20s")
+    void heartbeat() {
+        streams.forEach((user, mine) -> mine.forEach(s -> refresh(user, s.id())));
+    }
+
+    private void refresh(String userId, String member) {
+        guard(() -> {
+            redis.zadd(key(userId), clock.millis() + TTL.toMillis(), member);
+            redis.pexpire(key(userId), TTL.toMillis());
+            redis.set(seenKey(userId), clock.instant().toString());
+            redis.zremrangebyscore(key(userId), Range.create(Double.NEGATIVE_INFINITY, (double) clock.millis()));
+        });
+    }
+
+    private void guard(Runnable redisWork) {
+        try {
+            redisWork.run();
+        } catch (RuntimeException e) {
+            warn("presence not updated", e);
+        }
+    }
+
+    private void warn(String what, Exception e) {
+        long now = System.nanoTime();
+        if (now - lastWarning > TimeUnit.MINUTES.toNanos(1)) {
+            lastWarning = now;
+            LOG.warn("Redis: {}: {}", what, e.toString());
+        }
+    }
+
+    static String key(String userId) {
+        return "herald:{u:" + userId + "}:streams";
+    }
+
+    static String seenKey(String userId) {
+        return "herald:{u:" + userId + "}:seen";
+    }
+
+    static String channel(String node) {
+        return "herald:node:" + node;
+    }
+
+    /** Tells every stream on this node to reconnect (to another node), then closes them. */
+    @PreDestroy
+    @Override
+    public void close() {
+        streams.forEach((user, mine) -> mine.forEach(s -> {
+            s.sink().tryEmitNext(Event.of("{}").name("reconnect").retry(Duration.ofMillis(
+                    1_000 + java.util.concurrent.ThreadLocalRandom.current().nextLong(9_000))));
+            s.sink().tryEmitComplete();
+        }));
+        if (subscription != null) {
+            subscription.close();
+        }
+    }
+}

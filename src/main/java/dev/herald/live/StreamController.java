@@ -1,0 +1,73 @@
+package dev.herald.live;
+
+import dev.herald.auth.Caller;
+import dev.herald.inbox.InboxItemView;
+import dev.herald.inbox.InboxStore;
+import io.micronaut.core.annotation.Nullable;
+import io.micronaut.http.MediaType;
+import io.micronaut.http.annotation.Controller;
+import io.micronaut.http.annotation.Get;
+import io.micronaut.http.annotation.Header;
+import io.micronaut.http.annotation.QueryValue;
+import io.micronaut.http.sse.Event;
+import io.micronaut.security.annotation.Secured;
+import io.micronaut.security.authentication.Authentication;
+import io.micronaut.security.rules.SecurityRule;
+import io.micronaut.transaction.TransactionOperations;
+import io.swagger.v3.oas.annotations.Operation;
+import io.swagger.v3.oas.annotations.tags.Tag;
+import org.reactivestreams.Publisher;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+import reactor.core.scheduler.Schedulers;
+
+import java.sql.Connection;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * {@code GET /v1/inbox/stream} (user JWT, by header or {@code ?access_token=}): the user's live events as
+ * Server-Sent Events. It opens with {@code unread}; with {@code Last-Event-ID} it first replays the
+ * notifications the user missed after that event; then {@code notification}, {@code unread},
+ * {@code call.incoming}, {@code call.ended} as they happen, and {@code ping} to keep the line open.
+ */
+@Controller
+@Secured(SecurityRule.IS_AUTHENTICATED)
+@Tag(name = "Inbox")
+class StreamController {
+
+    /** At most this many missed notifications are replayed; the inbox has the rest. */
+    static final int REPLAY_LIMIT = 500;
+
+    private final LiveHub hub;
+    private final InboxStore inbox;
+    private final TransactionOperations<Connection> transactions;
+
+    StreamController(LiveHub hub, InboxStore inbox, TransactionOperations<Connection> transactions) {
+        this.hub = hub;
+        this.inbox = inbox;
+        this.transactions = transactions;
+    }
+
+    @Get(uri = QueryTokenReader.PATH, produces = MediaType.TEXT_EVENT_STREAM)
+    @Operation(summary = "The caller's live events (Server-Sent Events)")
+    Publisher<Event<String>> stream(Authentication authentication,
+                                    @Nullable @Header("Last-Event-ID") String lastEventId,
+                                    @Nullable @QueryValue("access_token") String accessToken) {
+        Caller.User user = Caller.of(authentication).requireUser();
+        long after = lastEventId == null ? -1 : InboxItemView.parseId(lastEventId.trim());
+        return Mono.fromCallable(() -> transactions.executeRead(status -> {
+                    List<Event<String>> first = new ArrayList<>();
+                    first.add(Event.of("{\"unread\":" + inbox.unreadCount(user.userId(), null) + "}").name("unread"));
+                    if (after > 0) {
+                        for (InboxStore.Item item : inbox.after(user.userId(), after, REPLAY_LIMIT)) {
+                            first.add(Event.of(LiveEvents.json(InboxItemView.of(item))).name("notification")
+                                    .id(InboxItemView.of(item).id()));
+                        }
+                    }
+                    return first;
+                }))
+                .subscribeOn(Schedulers.boundedElastic())
+                .flatMapMany(first -> hub.open(user.userId(), first));
+    }
+}

@@ -1,0 +1,291 @@
+package dev.herald.live;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.herald.support.Api;
+import dev.herald.support.FakeFcm;
+import dev.herald.support.Fixtures;
+import dev.herald.support.HeraldTest;
+import dev.herald.support.MockApns;
+import io.micronaut.test.extensions.junit5.annotation.MicronautTest;
+import io.micronaut.test.support.TestPropertyProvider;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+
+import static dev.herald.support.Fixtures.apnsToken;
+import static dev.herald.support.Fixtures.iosDevice;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+/**
+ * Live streams over real SSE connections, presence in the real (embedded) Redis, and routing by
+ * presence: a present user gets the notification on their stream instead of a push.
+ */
+@MicronautTest(transactional = false)
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class LiveStreamTest extends HeraldTest implements TestPropertyProvider {
+
+    private static final String TEAM = "TEAM123456";
+    private static final String KEY_ID = "KEY1234567";
+    private static final Duration DEADLINE = Duration.ofSeconds(20);
+
+    private final MockApns apns = MockApns.create();
+    private final FakeFcm fcm = new FakeFcm();
+    private final String p8 = Fixtures.p8();
+    private final HttpClient http = HttpClient.newHttpClient();
+    private Fixtures.Tenant tenant;
+
+    @Override
+    public Map<String, String> getProperties() {
+        fcm.start();
+        apns.trust(TEAM, KEY_ID, p8);
+        return Map.of(
+                "herald.apns.host", "127.0.0.1",
+                "herald.apns.port", Integer.toString(apns.port()),
+                "herald.apns.trusted-cert", apns.certificatePath().toString(),
+                "herald.fcm.url", fcm.baseUrl(),
+                "herald.delivery.poll", "100ms",
+                "herald.stream.ping", "1s");
+    }
+
+    @AfterAll
+    void closeMocks() {
+        apns.close();
+        fcm.close();
+    }
+
+    @BeforeEach
+    void tenantWithApns() {
+        tenant = fixtures.tenant();
+        Map<String, Object> apnsBlock = Map.of("teamId", TEAM, "keyId", KEY_ID, "privateKey", p8,
+                "bundleId", "com.example.herald", "environment", "sandbox");
+        assertThat(api.patch("/v1/apps/" + tenant.app(), Fixtures.ADMIN_KEY, Map.of("apns", apnsBlock)).status()).isEqualTo(200);
+    }
+
+    /** One server-sent event as the client parsed it. */
+    record Sse(String name, String id, String data) {
+        JsonNode json() {
+            try {
+                return Api.JSON.readTree(data);
+            } catch (Exception e) {
+                throw new AssertionError(data, e);
+            }
+        }
+    }
+
+    /** An open stream: its events arrive in {@code events} from a reader thread. */
+    final class Listener implements AutoCloseable {
+        final BlockingQueue<Sse> events = new LinkedBlockingQueue<>();
+        final int status;
+        private final Stream<String> lines;
+        private final Thread reader;
+
+        Listener(String query, String bearer, String lastEventId) throws Exception {
+            HttpRequest.Builder request = HttpRequest.newBuilder(URI.create(server.getURL() + "/v1/inbox/stream" + query))
+                    .header("Accept", "text/event-stream");
+            if (bearer != null) {
+                request.header("Authorization", "Bearer " + bearer);
+            }
+            if (lastEventId != null) {
+                request.header("Last-Event-ID", lastEventId);
+            }
+            HttpResponse<Stream<String>> response = http.send(request.GET().build(), HttpResponse.BodyHandlers.ofLines());
+            status = response.statusCode();
+            lines = response.body();
+            reader = new Thread(() -> {
+                String name = "message";
+                String id = null;
+                StringBuilder data = new StringBuilder();
+                try {
+                    for (String line : (Iterable<String>) lines::iterator) {
+                        if (line.isEmpty()) {
+                            if (data.length() > 0) {
+                                events.add(new Sse(name, id, data.toString()));
+                            }
+                            name = "message";
+                            id = null;
+                            data.setLength(0);
+                        } else if (line.startsWith("event:")) {
+                            name = line.substring(6).trim();
+                        } else if (line.startsWith("id:")) {
+                            id = line.substring(3).trim();
+                        } else if (line.startsWith("data:")) {
+                            data.append(line.substring(5).trim());
+                        }
+                    }
+                } catch (RuntimeException closed) {
+                    // the test closed the stream
+                }
+            }, "sse-reader");
+            reader.setDaemon(true);
+            reader.start();
+        }
+
+        /** The next event of that name, skipping others (pings). */
+        Sse next(String name) throws InterruptedException {
+            long deadline = System.nanoTime() + DEADLINE.toNanos();
+            while (System.nanoTime() < deadline) {
+                Sse e = events.poll(200, TimeUnit.MILLISECONDS);
+                if (e != null && e.name().equals(name)) {
+                    return e;
+                }
+            }
+            throw new AssertionError("no '" + name + "' event within " + DEADLINE);
+        }
+
+        @Override
+        public void close() {
+            lines.close();
+        }
+    }
+
+    private String send(Map<String, Object> body) {
+        Api.Response accepted = api.post("/v1/notifications", tenant.key(), body);
+        assertThat(accepted.status()).as(accepted.toString()).isEqualTo(202);
+        return accepted.json().path("id").asText();
+    }
+
+    private JsonNode awaitDone(String id) {
+        JsonNode[] last = new JsonNode[1];
+        await().atMost(DEADLINE).untilAsserted(() -> {
+            last[0] = api.get("/v1/notifications/" + id + "?limit=100", tenant.key()).json();
+            assertThat(last[0].path("status").asText()).as(last[0].toString()).isEqualTo("done");
+        });
+        return last[0];
+    }
+
+    private static JsonNode delivery(JsonNode status, String channel) {
+        for (JsonNode d : status.path("deliveries").path("items")) {
+            if (channel.equals(d.path("channel").asText())) {
+                return d;
+            }
+        }
+        throw new AssertionError("no " + channel + " delivery in " + status);
+    }
+
+    private static Map<String, Object> toUser(String user, String title) {
+        Map<String, Object> body = new LinkedHashMap<>();
+        body.put("to", Map.of("users", List.of(user)));
+        body.put("title", title);
+        return body;
+    }
+
+    private JsonNode presence(String user) {
+        Api.Response r = api.get("/v1/users/" + user + "/presence", tenant.key());
+        assertThat(r.status()).as(r.toString()).isEqualTo(200);
+        return r.json();
+    }
+
+    @Test
+    void presentUserGetsTheNotificationLiveInsteadOfAPushAndMissedOnesAreReplayed() throws Exception {
+        String token = apnsToken();
+        assertThat(api.put("/v1/devices/iphone-" + token.substring(0, 8), tenant.userToken(),
+                iosDevice(tenant.app(), token)).status()).isIn(200, 201);
+        assertThat(presence(tenant.userId()).path("present").asBoolean()).isFalse();
+
+        String firstId;
+        try (Listener stream = new Listener("", tenant.userToken(), null)) {
+            assertThat(stream.status).isEqualTo(200);
+            assertThat(stream.next("unread").json().path("unread").asLong()).isZero();
+            JsonNode here = presence(tenant.userId());
+            assertThat(here.path("present").asBoolean()).isTrue();
+            assertThat(here.path("connections").asLong()).isEqualTo(1);
+
+            String id = send(toUser(tenant.userId(), "Live one"));
+            Sse event = stream.next("notification");
+            JsonNode item = event.json();
+            assertThat(item.path("notificationId").asText()).isEqualTo(id);
+            assertThat(item.path("title").asText()).isEqualTo("Live one");
+            assertThat(event.id()).isEqualTo(item.path("id").asText());
+            assertThat(stream.next("unread").json().path("unread").asLong()).isEqualTo(1);
+            firstId = event.id();
+
+            JsonNode status = awaitDone(id);
+            assertThat(delivery(status, "live").path("status").asText()).isEqualTo("sent");
+            assertThat(delivery(status, "push").path("status").asText()).isEqualTo("suppressed");
+            assertThat(delivery(status, "push").path("reason").asText()).isEqualTo("present");
+            assertThat(apns.receivedFor(token)).as("live instead of push").isEmpty();
+            stream.next("ping");
+        }
+
+        await().atMost(DEADLINE).untilAsserted(() -> assertThat(presence(tenant.userId()).path("present").asBoolean())
+                .as("a stream closed cleanly stops counting at once").isFalse());
+        assertThat(presence(tenant.userId()).path("lastSeenAt").asText()).isNotBlank();
+        String missed = send(toUser(tenant.userId(), "While away"));
+        JsonNode away = awaitDone(missed);
+        assertThat(delivery(away, "live").path("reason").asText()).isEqualTo("away");
+        assertThat(delivery(away, "push").path("status").asText()).isEqualTo("sent");
+        await().atMost(DEADLINE).until(() -> apns.receivedFor(token).size() == 1);
+
+        // reconnect where it left off, the token in the query as EventSource sends it
+        try (Listener again = new Listener("?access_token=" + tenant.userToken(), null, firstId)) {
+            assertThat(again.status).isEqualTo(200);
+            JsonNode replayed = again.next("notification").json();
+            assertThat(replayed.path("notificationId").asText()).isEqualTo(missed);
+            assertThat(replayed.path("title").asText()).isEqualTo("While away");
+        }
+    }
+
+    @Test
+    void streamNeedsAUserToken() throws Exception {
+        try (Listener none = new Listener("", null, null)) {
+            assertThat(none.status).isEqualTo(401);
+        }
+        try (Listener wrong = new Listener("?access_token=nonsense", null, null)) {
+            assertThat(wrong.status).isEqualTo(401);
+        }
+        try (Listener appKey = new Listener("", tenant.key(), null)) {
+            assertThat(appKey.status).isEqualTo(403);
+        }
+    }
+
+    @Test
+    void presenceApiCountsAUserPresentForAMinute() {
+        assertThat(api.put("/v1/presence", tenant.userToken(), Map.of()).status()).isEqualTo(204);
+        JsonNode p = presence(tenant.userId());
+        assertThat(p.path("present").asBoolean()).isTrue();
+        assertThat(p.path("connections").asLong()).as("no stream, only the API").isZero();
+        assertThat(api.get("/v1/users/a%2Fb/presence", tenant.key()).status()).isIn(400, 404);
+        String sendOnly = fixtures.key(tenant.app(), "live", "send");
+        assertThat(api.get("/v1/users/" + tenant.userId() + "/presence", sendOnly).status()).isEqualTo(403);
+    }
+
+    @Test
+    void presentCalleeGetsTheCallOnTheStream() throws Exception {
+        try (Listener stream = new Listener("", tenant.userToken(), null)) {
+            stream.next("unread");
+            Map<String, Object> call = new LinkedHashMap<>();
+            call.put("callId", "live-" + tenant.userId());
+            call.put("callee", tenant.userId());
+            call.put("caller", Map.of("id", "caller-1", "name", "Grace"));
+            Api.Response rung = api.post("/v1/calls", tenant.key(), call);
+            assertThat(rung.status()).as(rung.toString()).isEqualTo(200);
+            List<String> channels = new ArrayList<>();
+            rung.json().path("routes").forEach(r -> channels.add(r.path("channel").asText() + ":" + r.path("status").asText()));
+            assertThat(channels).contains("live:sent");
+            JsonNode incoming = stream.next("call.incoming").json();
+            assertThat(incoming.path("callId").asText()).isEqualTo("live-" + tenant.userId());
+            assertThat(incoming.path("callerName").asText()).isEqualTo("Grace");
+
+            Api.Response ended = api.delete("/v1/calls/live-" + tenant.userId() + "?reason=answered", tenant.key());
+            assertThat(ended.status()).isEqualTo(200);
+            JsonNode end = stream.next("call.ended").json();
+            assertThat(end.path("reason").asText()).isEqualTo("answered");
+        }
+    }
+}
