@@ -28,6 +28,11 @@ public class AppGateways {
         this.apps = apps;
     }
 
+    /** The app's email sender address ({@code email.from}), if it has one. */
+    public Optional<String> emailFrom(String appId) {
+        return cache.get(appId, apps::find).map(a -> a.document().path("email").path("from").asText(null));
+    }
+
     /** Whether the app has a webhook to tell of events. */
     public boolean hasWebhook(String appId) {
         return cache.get(appId, apps::find).map(a -> a.document().hasNonNull("webhook")).orElse(false);

@@ -8,7 +8,7 @@ import java.util.concurrent.ThreadLocalRandom;
  * jitter (a random point in the upper half of the step, so retries of one outage spread out), and
  * never sooner than the gateway's {@code Retry-After}.
  */
-final class Backoff {
+public final class Backoff {
 
     static final Duration FIRST = Duration.ofSeconds(1);
     static final Duration LONGEST = Duration.ofMinutes(10);
@@ -17,7 +17,7 @@ final class Backoff {
     }
 
     /** The wait before attempt {@code attempts + 1}, after {@code attempts} tries (at least 1). */
-    static Duration after(int attempts, Duration retryAfter) {
+    public static Duration after(int attempts, Duration retryAfter) {
         long stepMillis = FIRST.toMillis() << Math.min(Math.max(attempts - 1, 0), 20);
         stepMillis = Math.min(stepMillis, LONGEST.toMillis());
         long jittered = stepMillis / 2 + ThreadLocalRandom.current().nextLong(stepMillis / 2 + 1);

@@ -195,6 +195,22 @@ public class DeliveryStore {
         });
     }
 
+    /** Queues an email step per user, due now (the email worker waits for the user's pushes). */
+    public void queueEmails(String notificationId, List<String> userIds, Instant now) {
+        if (userIds.isEmpty()) {
+            return;
+        }
+        jdbc.prepareStatement(INSERT + """
+                SELECT ?, u.user_id, NULL, 'email', 'queued', NULL, 0, ?, ?
+                FROM unnest(?::text[]) AS u(user_id)""", ps -> {
+            ps.setString(1, notificationId);
+            ps.setTimestamp(2, Timestamp.from(now));
+            ps.setTimestamp(3, Timestamp.from(now));
+            ps.setArray(4, ps.getConnection().createArrayOf("text", userIds.toArray()));
+            return ps.executeUpdate();
+        });
+    }
+
     /**
      * Records pushes not sent for a reason of the user's (preference, quiet hours): one suppressed
      * delivery per device the user has for the app, or one for the user when they have none.
@@ -448,6 +464,7 @@ public class DeliveryStore {
                 WITH claimed AS (
                     UPDATE deliveries d SET next_attempt_at = ?, attempts = d.attempts + 1
                     WHERE d.id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= ?
+                                   AND channel = 'push'
                                    ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED)
                     RETURNING d.id, d.notification_id, d.user_id, d.installation_id, d.attempts, d.reason)
                 SELECT c.id, c.notification_id, c.user_id, c.installation_id, c.attempts, v.platform, v.push_token, v.locale,
@@ -469,6 +486,76 @@ public class DeliveryStore {
                 }
             }
             return claimed;
+        });
+    }
+
+    /** A queued email step, claimed: what the email worker needs to decide and to write it. */
+    public record ClaimedEmail(long id, String notificationId, String userId, int attempts, String appId, boolean test,
+                               String request, Instant expiresAt) {
+    }
+
+    /** Claims up to {@code limit} due email steps until {@code now + lease} (attempts are counted when one is sent). */
+    @Transactional
+    public List<ClaimedEmail> claimDueEmails(Instant now, Duration lease, int limit) {
+        return jdbc.prepareStatement("""
+                WITH claimed AS (
+                    UPDATE deliveries d SET next_attempt_at = ?
+                    WHERE d.id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= ?
+                                   AND channel = 'email'
+                                   ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED)
+                    RETURNING d.id, d.notification_id, d.user_id, d.attempts)
+                SELECT c.id, c.notification_id, c.user_id, c.attempts, n.app_id, n.test, n.request::text, n.expires_at
+                FROM claimed c JOIN notifications n ON n.id = c.notification_id""", ps -> {
+            ps.setTimestamp(1, Timestamp.from(now.plus(lease)));
+            ps.setTimestamp(2, Timestamp.from(now));
+            ps.setInt(3, limit);
+            List<ClaimedEmail> claimed = new ArrayList<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    claimed.add(new ClaimedEmail(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getInt(4),
+                            rs.getString(5), rs.getBoolean(6), rs.getString(7), rs.getTimestamp(8).toInstant()));
+                }
+            }
+            return claimed;
+        });
+    }
+
+    /**
+     * Writes an email step's new state while it is still queued at the attempt it was claimed with;
+     * {@code sentNow} counts an attempt. Answers whether it was written.
+     */
+    @Transactional
+    public boolean finishEmail(long id, int claimedAttempts, String status, String reason, Instant nextAttemptAt,
+                               boolean sentNow, Instant now) {
+        return jdbc.prepareStatement("""
+                UPDATE deliveries SET status = ?, reason = ?, next_attempt_at = ?, attempts = attempts + ?, updated_at = ?
+                WHERE id = ? AND status = 'queued' AND attempts = ?""", ps -> {
+            ps.setString(1, status);
+            ps.setString(2, reason);
+            ps.setTimestamp(3, nextAttemptAt == null ? null : Timestamp.from(nextAttemptAt));
+            ps.setInt(4, sentNow ? 1 : 0);
+            ps.setTimestamp(5, Timestamp.from(now));
+            ps.setLong(6, id);
+            ps.setInt(7, claimedAttempts);
+            return ps.executeUpdate() == 1;
+        });
+    }
+
+    /** How the user's push and live steps of the notification stand: deliveries by channel and status. */
+    @Transactional
+    public Map<String, Long> userSteps(String notificationId, String userId) {
+        return jdbc.prepareStatement("""
+                SELECT channel || ':' || status, count(*) FROM deliveries
+                WHERE notification_id = ? AND user_id = ? AND channel IN ('push', 'live') GROUP BY 1""", ps -> {
+            ps.setString(1, notificationId);
+            ps.setString(2, userId);
+            Map<String, Long> steps = new java.util.HashMap<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    steps.put(rs.getString(1), rs.getLong(2));
+                }
+            }
+            return steps;
         });
     }
 

@@ -5,6 +5,7 @@ import dev.herald.notifications.NotificationRequest;
 import dev.herald.notifications.Target;
 import jakarta.inject.Singleton;
 
+import dev.herald.email.SmtpSettings;
 import dev.herald.inbox.InboxItemView;
 import dev.herald.inbox.InboxStore;
 import dev.herald.live.LiveEvents;
@@ -28,8 +29,9 @@ import java.util.Map;
  * ({@code preference}) or it is their quiet hours and the notification is not {@code high}
  * ({@code quiet_hours}) or they are present ({@code present}); (2) a present user (a stream on any
  * node, see {@link LiveHub}) gets the notification on their streams once the transaction commits, and
- * {@code live} is {@code sent}, else {@code suppressed / away}; (4) email, not built yet, is
- * {@code suppressed / not_configured} ({@code preference} when turned off). Devices and tags get a queued push per
+ * {@code live} is {@code sent}, else {@code suppressed / away}; (4) email, when allowed and the user has an address and the app an
+ * email sender (else {@code preference} / {@code not_configured}), a queued step that the email worker
+ * sends only if no push reached a gateway and no live event reached the user. Devices and tags get a queued push per
  * matching device. Channels the request left out get no delivery at all.
  */
 @Singleton
@@ -46,9 +48,13 @@ public class Router {
 
     private final LiveHub live;
     private final TransactionOperations<Connection> transactions;
+    private final SmtpSettings smtp;
+    private final AppGateways gateways;
 
     Router(DeliveryStore store, dev.herald.preferences.PreferenceStore preferences, InboxStore inbox, LiveHub live,
-           TransactionOperations<Connection> transactions) {
+           TransactionOperations<Connection> transactions, SmtpSettings smtp, AppGateways gateways) {
+        this.smtp = smtp;
+        this.gateways = gateways;
         this.store = store;
         this.preferences = preferences;
         this.inbox = inbox;
@@ -163,14 +169,23 @@ public class Router {
             }
             store.suppressPushes(notificationId, appId, suppressed, now);
         }
+        List<String> toEmail = new ArrayList<>();
         if (request.channels().contains(Channel.EMAIL)) {
+            boolean configured = smtp.configured() && gateways.emailFrom(appId).isPresent();
             for (String user : users) {
-                boolean allowed = prefs(saved, user).allows(Channel.EMAIL, category);
-                steps.add(new DeliveryStore.UserStep(user, Channel.EMAIL.wire(), "suppressed",
-                        allowed ? "not_configured" : "preference"));
+                Preferences p = prefs(saved, user);
+                if (!p.allows(Channel.EMAIL, category)) {
+                    steps.add(new DeliveryStore.UserStep(user, Channel.EMAIL.wire(), "suppressed", "preference"));
+                } else if (!configured || p.email() == null) {
+                    steps.add(new DeliveryStore.UserStep(user, Channel.EMAIL.wire(), "suppressed", "not_configured"));
+                } else {
+                    toEmail.add(user);
+                }
             }
         }
         store.insertUserSteps(notificationId, steps, now);
+        // the email worker decides once the user's pushes settled: sent only when none reached a gateway
+        store.queueEmails(notificationId, toEmail, now);
         return leased;
     }
 
