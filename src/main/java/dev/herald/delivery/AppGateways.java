@@ -33,6 +33,11 @@ public class AppGateways {
         return cache.get(appId, apps::find).map(a -> a.document().path("email").path("from").asText(null));
     }
 
+    /** Whether the app keeps its devices' badges in step with the inbox ({@code syncBadges}). */
+    public boolean syncBadges(String appId) {
+        return cache.get(appId, apps::find).map(a -> a.document().path("syncBadges").asBoolean(false)).orElse(false);
+    }
+
     /** Whether the app has a webhook to tell of events. */
     public boolean hasWebhook(String appId) {
         return cache.get(appId, apps::find).map(a -> a.document().hasNonNull("webhook")).orElse(false);

@@ -195,6 +195,28 @@ public class DeliveryStore {
         });
     }
 
+    /** A device of a user, as a silent badge update needs it. */
+    public record UserDevice(String installationId, Platform platform, String token) {
+    }
+
+    /** The user's devices of the app that hold a push token. */
+    @Transactional
+    public List<UserDevice> devicesOf(String userId, String appId) {
+        return jdbc.prepareStatement("""
+                SELECT installation_id, platform, push_token FROM devices
+                WHERE user_id = ? AND app_id = ? AND push_token IS NOT NULL ORDER BY installation_id""", ps -> {
+            ps.setString(1, userId);
+            ps.setString(2, appId);
+            List<UserDevice> devices = new ArrayList<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    devices.add(new UserDevice(rs.getString(1), Platform.fromWire(rs.getString(2)), rs.getString(3)));
+                }
+            }
+            return devices;
+        });
+    }
+
     /** Queues an email step per user, due now (the email worker waits for the user's pushes). */
     public void queueEmails(String notificationId, List<String> userIds, Instant now) {
         if (userIds.isEmpty()) {

@@ -29,7 +29,13 @@ class PushDispatcher {
     private final AppGateways gateways;
     private final Clock clock;
 
-    PushDispatcher(ApnsSender apns, FcmSender fcm, AppGateways gateways, Clock clock) {
+    private final dev.herald.inbox.InboxStore inbox;
+    private final io.micronaut.transaction.TransactionOperations<java.sql.Connection> transactions;
+
+    PushDispatcher(ApnsSender apns, FcmSender fcm, AppGateways gateways, Clock clock, dev.herald.inbox.InboxStore inbox,
+                   io.micronaut.transaction.TransactionOperations<java.sql.Connection> transactions) {
+        this.inbox = inbox;
+        this.transactions = transactions;
         this.apns = apns;
         this.fcm = fcm;
         this.gateways = gateways;
@@ -72,7 +78,7 @@ class PushDispatcher {
             return done(push, appId, "suppressed", "not_configured");
         }
         Push outgoing = new Push(pushId(push.notificationId(), push.installationId()), push.token(),
-                plan.content(push.locale()));
+                plan.notification.request().badgeUnread() ? unreadBadge(push, plan) : plan.content(push.locale()));
         PushSender sender = switch (push.platform()) {
             case IOS -> apns;
             case ANDROID -> fcm;
@@ -86,6 +92,16 @@ class PushDispatcher {
         return sent.orTimeout(SEND_DEADLINE.toMillis(), TimeUnit.MILLISECONDS)
                 .exceptionally(e -> new PushResult.Retry("timeout", null))
                 .thenApply(result -> settle(push, plan, result, clock.instant()));
+    }
+
+    /**
+     * {@code badge: "unread"}: the user's unread inbox count for the app, this notification's item
+     * included (read as the push leaves, so it is as fresh as it can be).
+     */
+    private PushContent unreadBadge(DeliveryStore.ClaimedPush push, NotificationPlans.Plan plan) {
+        long unread = transactions.executeRead(status -> inbox.unreadCount(push.userId(), plan.notification.appId()));
+        return plan.notification.request().pushContent(push.locale(), plan.notification.expiresAt(),
+                (int) Math.min(unread, Integer.MAX_VALUE));
     }
 
     /** The id a push carries to the gateway (APNs {@code apns-id}): the same for every attempt and replay. */

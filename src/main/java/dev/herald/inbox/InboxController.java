@@ -40,10 +40,16 @@ class InboxController {
     private static final Pattern INSTALLATION_ID = Pattern.compile("[A-Za-z0-9._-]{1,128}");
 
     private final InboxStore store;
+    private final InboxSync sync;
     private final Clock clock;
 
-    InboxController(InboxStore store, Clock clock) {
+    private final io.micronaut.transaction.TransactionOperations<java.sql.Connection> transactions;
+
+    InboxController(InboxStore store, InboxSync sync, Clock clock,
+                    io.micronaut.transaction.TransactionOperations<java.sql.Connection> transactions) {
+        this.transactions = transactions;
         this.store = store;
+        this.sync = sync;
         this.clock = clock;
     }
 
@@ -94,9 +100,11 @@ class InboxController {
         Caller.User user = Caller.of(authentication).requireUser();
         checkInstallation(installationId);
         long itemId = InboxItemView.parseId(id);
-        if (itemId < 0 || store.markRead(user.userId(), itemId, clock.instant()) == null) {
+        String app = itemId < 0 ? null : store.markRead(user.userId(), itemId, clock.instant());
+        if (app == null) {
             throw ApiException.notFound("Inbox item");
         }
+        afterCommit(() -> sync.changed(user.userId(), List.of(app), installationId));
     }
 
     @Post("/read-all")
@@ -108,7 +116,11 @@ class InboxController {
         Caller.User user = Caller.of(authentication).requireUser();
         checkApp(app);
         checkInstallation(installationId);
-        return new Updated(store.readAll(user.userId(), app, clock.instant()));
+        List<String> apps = store.readAll(user.userId(), app, clock.instant());
+        if (!apps.isEmpty()) {
+            afterCommit(() -> sync.changed(user.userId(), new java.util.TreeSet<>(apps), installationId));
+        }
+        return new Updated(apps.size());
     }
 
     @Delete("/{id}")
@@ -120,9 +132,22 @@ class InboxController {
         Caller.User user = Caller.of(authentication).requireUser();
         checkInstallation(installationId);
         long itemId = InboxItemView.parseId(id);
-        if (itemId < 0 || store.delete(user.userId(), itemId) == null) {
+        String app = itemId < 0 ? null : store.delete(user.userId(), itemId);
+        if (app == null) {
             throw ApiException.notFound("Inbox item");
         }
+        afterCommit(() -> sync.changed(user.userId(), List.of(app), installationId));
+    }
+
+    /** Runs once this request's transaction committed. */
+    private void afterCommit(Runnable action) {
+        transactions.findTransactionStatus().ifPresentOrElse(status -> status.registerSynchronization(
+                new io.micronaut.transaction.support.TransactionSynchronization() {
+                    @Override
+                    public void afterCommit() {
+                        action.run();
+                    }
+                }), action);
     }
 
     private static long[] position(String position) {

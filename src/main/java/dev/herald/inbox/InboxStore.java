@@ -166,17 +166,23 @@ public class InboxStore {
         });
     }
 
-    /** Marks every unread item of the user (of one app, or all) read; answers how many. */
-    public int readAll(String userId, @Nullable String appId, Instant now) {
+    /** Marks every unread item of the user (of one app, or all) read; answers the app of each item marked. */
+    public List<String> readAll(String userId, @Nullable String appId, Instant now) {
         String sql = "UPDATE inbox_items SET read_at = ? WHERE user_id = ? AND read_at IS NULL"
-                + (appId == null ? "" : " AND app_id = ?");
+                + (appId == null ? "" : " AND app_id = ?") + " RETURNING app_id";
         return jdbc.prepareStatement(sql, ps -> {
             ps.setTimestamp(1, Timestamp.from(now));
             ps.setString(2, userId);
             if (appId != null) {
                 ps.setString(3, appId);
             }
-            return ps.executeUpdate();
+            List<String> apps = new ArrayList<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    apps.add(rs.getString(1));
+                }
+            }
+            return apps;
         });
     }
 

@@ -320,4 +320,50 @@ class InboxTest extends HeraldTest implements TestPropertyProvider {
         assertThat(bad.status()).isEqualTo(400);
         assertThat(Fixtures.fields(bad.json())).contains("event");
     }
+
+    @Test
+    void badgeUnreadCountsTheInboxAndReadsReachTheOtherDevicesSilently() {
+        assertThat(api.patch("/v1/apps/" + tenant.app(), Fixtures.ADMIN_KEY, Map.of("syncBadges", true)).status()).isEqualTo(200);
+        String phone = apnsToken();
+        String tablet = apnsToken();
+        assertThat(api.put("/v1/devices/phone-" + tenant.userId(), tenant.userToken(), iosDevice(tenant.app(), phone))
+                .status()).isIn(200, 201);
+        assertThat(api.put("/v1/devices/tablet-" + tenant.userId(), tenant.userToken(), iosDevice(tenant.app(), tablet))
+                .status()).isIn(200, 201);
+        Map<String, Object> body = toUser(tenant.userId(), "Two unread");
+        body.put("badge", "unread");
+        awaitDone(tenant.key(), send(tenant.key(), toUser(tenant.userId(), "First")));
+        awaitDone(tenant.key(), send(tenant.key(), body));
+        await().atMost(DEADLINE).until(() -> apns.receivedFor(phone).size() == 2);
+        JsonNode second = json(apns.receivedFor(phone).get(1).payload());
+        assertThat(second.at("/aps/badge").asInt()).as("the unread count, this notification included").isEqualTo(2);
+
+        String item = api.get("/v1/inbox", tenant.userToken()).json().path("items").get(0).path("id").asText();
+        assertThat(api.post("/v1/inbox/" + item + "/read?installationId=phone-" + tenant.userId(), tenant.userToken(),
+                Map.of()).status()).isEqualTo(204);
+
+        await().atMost(DEADLINE).until(() -> apns.receivedFor(tablet).size() == 3);
+        MockApns.Received sync = apns.receivedFor(tablet).get(2);
+        assertThat(sync.header("apns-push-type")).isEqualTo("background");
+        assertThat(sync.header("apns-priority")).isEqualTo("5");
+        JsonNode payload = json(sync.payload());
+        assertThat(payload.at("/aps/badge").asInt()).isEqualTo(1);
+        assertThat(payload.at("/aps/content-available").asInt()).isEqualTo(1);
+        assertThat(payload.path("type").asText()).isEqualTo("inbox.sync");
+        assertThat(payload.path("unread").asText()).isEqualTo("1");
+
+        // a second change within 30 s waits for the window's end: nothing more now
+        assertThat(api.post("/v1/inbox/read-all?installationId=phone-" + tenant.userId(), tenant.userToken(), Map.of())
+                .status()).isEqualTo(200);
+        await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(5)).until(() -> apns.receivedFor(tablet).size() == 3);
+        assertThat(apns.receivedFor(phone)).as("the device that acted gets no sync").hasSize(2);
+    }
+
+    private static JsonNode json(String payload) {
+        try {
+            return Api.JSON.readTree(payload);
+        } catch (Exception e) {
+            throw new AssertionError(payload, e);
+        }
+    }
 }

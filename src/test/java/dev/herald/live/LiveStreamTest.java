@@ -221,6 +221,11 @@ class LiveStreamTest extends HeraldTest implements TestPropertyProvider {
             assertThat(delivery(status, "push").path("reason").asText()).isEqualTo("present");
             assertThat(apns.receivedFor(token)).as("live instead of push").isEmpty();
             stream.next("ping");
+
+            // a read elsewhere: the stream learns the new count
+            assertThat(api.post("/v1/inbox/" + item.path("id").asText() + "/read", tenant.userToken(), Map.of()).status())
+                    .isEqualTo(204);
+            assertThat(stream.next("unread").json().path("unread").asLong()).isZero();
         }
 
         await().atMost(DEADLINE).untilAsserted(() -> assertThat(presence(tenant.userId()).path("present").asBoolean())
