@@ -217,6 +217,37 @@ public class DeliveryStore {
         });
     }
 
+    /** The reason a push waiting for a live acknowledgement carries until it is sent or suppressed. */
+    public static final String AWAITING_ACK = "awaiting_ack";
+
+    /**
+     * Queues a push per device of each user, due at {@code dueAt} (not leased: any node sends it then),
+     * for users reached on streams that acknowledge: a {@code received} receipt before then suppresses
+     * them ({@code present}). Users without a device get {@code suppressed / no_device}.
+     */
+    public void queuePushesAfterAck(String notificationId, String appId, List<String> userIds, Instant dueAt, Instant now) {
+        if (userIds.isEmpty()) {
+            return;
+        }
+        jdbc.prepareStatement(INSERT + """
+                SELECT ?, u.user_id, d.installation_id, 'push',
+                       CASE WHEN d.installation_id IS NULL THEN 'suppressed'
+                            WHEN d.push_token IS NULL THEN 'failed' ELSE 'queued' END,
+                       CASE WHEN d.installation_id IS NULL THEN 'no_device'
+                            WHEN d.push_token IS NULL THEN 'no_token' ELSE ? END,
+                       0, CASE WHEN d.push_token IS NULL THEN NULL ELSE ?::timestamptz END, ?
+                FROM unnest(?::text[]) AS u(user_id)
+                LEFT JOIN devices d ON d.user_id = u.user_id AND d.app_id = ?""", ps -> {
+            ps.setString(1, notificationId);
+            ps.setString(2, AWAITING_ACK);
+            ps.setTimestamp(3, Timestamp.from(dueAt));
+            ps.setTimestamp(4, Timestamp.from(now));
+            ps.setArray(5, ps.getConnection().createArrayOf("text", userIds.toArray()));
+            ps.setString(6, appId);
+            return ps.executeUpdate();
+        });
+    }
+
     /** Queues an email step per user, due now (the email worker waits for the user's pushes). */
     public void queueEmails(String notificationId, List<String> userIds, Instant now) {
         if (userIds.isEmpty()) {
@@ -296,6 +327,17 @@ public class DeliveryStore {
         if (!known) {
             return false;
         }
+        // acknowledged live: the pushes that waited for it are not needed
+        jdbc.prepareStatement("""
+                UPDATE deliveries SET status = 'suppressed', reason = 'present', next_attempt_at = NULL, updated_at = ?
+                WHERE notification_id = ? AND user_id = ? AND channel = 'push' AND status = 'queued'
+                  AND reason = ? AND attempts = 0""", ps -> {
+            ps.setTimestamp(1, Timestamp.from(now));
+            ps.setString(2, notificationId);
+            ps.setString(3, userId);
+            ps.setString(4, AWAITING_ACK);
+            return ps.executeUpdate();
+        });
         jdbc.prepareStatement("""
                 UPDATE deliveries SET status = ?, updated_at = ?
                 WHERE notification_id = ? AND user_id = ? AND channel IN ('push', 'live', 'inApp')

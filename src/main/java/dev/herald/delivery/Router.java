@@ -50,9 +50,12 @@ public class Router {
     private final TransactionOperations<Connection> transactions;
     private final SmtpSettings smtp;
     private final AppGateways gateways;
+    private final java.time.Duration ackTimeout;
 
     Router(DeliveryStore store, dev.herald.preferences.PreferenceStore preferences, InboxStore inbox, LiveHub live,
-           TransactionOperations<Connection> transactions, SmtpSettings smtp, AppGateways gateways) {
+           TransactionOperations<Connection> transactions, SmtpSettings smtp, AppGateways gateways,
+           @io.micronaut.context.annotation.Value("${herald.live.ack-timeout:5s}") java.time.Duration ackTimeout) {
+        this.ackTimeout = ackTimeout;
         this.smtp = smtp;
         this.gateways = gateways;
         this.store = store;
@@ -118,7 +121,9 @@ public class Router {
         String category = request.category();
         List<DeliveryStore.UserStep> steps = new ArrayList<>();
         Map<String, InboxStore.Item> stored = new java.util.HashMap<>();
-        Map<String, Boolean> present = request.channels().contains(Channel.LIVE) ? live.present(users) : Map.of();
+        Map<String, LiveHub.Reach> reach = request.channels().contains(Channel.LIVE) ? live.presence(users) : Map.of();
+        Map<String, Boolean> present = new java.util.HashMap<>();
+        reach.forEach((u, r) -> present.put(u, r != LiveHub.Reach.AWAY));
         if (request.channels().contains(Channel.IN_APP)) {
             List<String> toInbox = users.stream().filter(u -> prefs(saved, u).allows(Channel.IN_APP, category)).toList();
             List<String> withoutSaved = toInbox.stream().filter(u -> !saved.containsKey(u)).toList();
@@ -151,19 +156,24 @@ public class Router {
         List<DeliveryStore.ClaimedPush> leased = List.of();
         if (request.channels().contains(Channel.PUSH)) {
             List<String> toPush = new ArrayList<>();
+            List<String> afterAck = new ArrayList<>();
             Map<String, String> suppressed = new LinkedHashMap<>();
             for (String user : users) {
                 Preferences p = prefs(saved, user);
-                if (present.getOrDefault(user, false)) {
+                if (reach.get(user) == LiveHub.Reach.PRESENT) {
                     suppressed.put(user, "present");
                 } else if (!p.allows(Channel.PUSH, category)) {
                     suppressed.put(user, "preference");
                 } else if (request.priority() != Priority.HIGH && p.quietAt(now)) {
                     suppressed.put(user, "quiet_hours");
+                } else if (reach.get(user) == LiveHub.Reach.PRESENT_ACK) {
+                    afterAck.add(user);
                 } else {
                     toPush.add(user);
                 }
             }
+            // on streams that acknowledge: the push waits; a 'received' receipt in time suppresses it
+            store.queuePushesAfterAck(notificationId, appId, afterAck, now.plus(ackTimeout), now);
             if (!toPush.isEmpty()) {
                 leased = store.enqueueUsers(notificationId, appId, toPush, true, List.of(), null, now, leasedUntil);
             }

@@ -51,6 +51,8 @@ public class LiveHub implements AutoCloseable {
 
     private static final Logger LOG = LoggerFactory.getLogger(LiveHub.class);
     static final Duration TTL = Duration.ofSeconds(60);
+    /** Marks the presence member of a stream opened with {@code ?ack=true}. */
+    private static final String ACK_SUFFIX = "/ack";
     private static final Duration REDIS_WAIT = Duration.ofMillis(500);
 
     private final String node = UUID.randomUUID().toString().substring(0, 12);
@@ -97,8 +99,8 @@ public class LiveHub implements AutoCloseable {
      * Opens a stream for the user: {@code replay} first, then live events and a ping every
      * {@code herald.stream.ping}, until the client goes away (then the stream leaves presence at once).
      */
-    public Flux<Event<String>> open(String userId, List<Event<String>> replay) {
-        Stream stream = new Stream(node + "/" + streamIds.incrementAndGet(), userId,
+    public Flux<Event<String>> open(String userId, List<Event<String>> replay, boolean ack) {
+        Stream stream = new Stream(node + "/" + streamIds.incrementAndGet() + (ack ? ACK_SUFFIX : ""), userId,
                 Sinks.many().multicast().onBackpressureBuffer(1024, false));
         streams.computeIfAbsent(userId, u -> ConcurrentHashMap.newKeySet()).add(stream);
         refresh(userId, stream.id());
@@ -129,21 +131,37 @@ public class LiveHub implements AutoCloseable {
     /** Whether each user is present (any node); Redis unreachable: nobody is. */
     public Map<String, Boolean> present(List<String> userIds) {
         Map<String, Boolean> present = new HashMap<>();
+        presence(userIds).forEach((u, p) -> present.put(u, p != Reach.AWAY));
+        return present;
+    }
+
+    /** How a user can be reached live: away, present, or present only on streams that acknowledge each event. */
+    public enum Reach {
+        AWAY, PRESENT, PRESENT_ACK
+    }
+
+    /** Each user's {@link Reach} (any node); Redis unreachable: everyone is away. */
+    public Map<String, Reach> presence(List<String> userIds) {
+        Map<String, Reach> reach = new HashMap<>();
         long now = clock.millis();
         try {
-            List<RedisFuture<Long>> counts = new ArrayList<>(userIds.size());
+            List<RedisFuture<List<String>>> members = new ArrayList<>(userIds.size());
             for (String user : userIds) {
-                counts.add(redis.zcount(key(user), Range.create(now, Double.POSITIVE_INFINITY)));
+                members.add(redis.zrangebyscore(key(user), Range.create(now, Double.POSITIVE_INFINITY)));
             }
             for (int i = 0; i < userIds.size(); i++) {
-                Long n = counts.get(i).get(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS);
-                present.put(userIds.get(i), n != null && n > 0);
+                List<String> live = members.get(i).get(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS);
+                Reach r = Reach.AWAY;
+                if (live != null && !live.isEmpty()) {
+                    r = live.stream().allMatch(m -> m.endsWith(ACK_SUFFIX)) ? Reach.PRESENT_ACK : Reach.PRESENT;
+                }
+                reach.put(userIds.get(i), r);
             }
         } catch (Exception e) {
             warn("presence unknown, users count as away", e);
-            userIds.forEach(u -> present.put(u, false));
+            userIds.forEach(u -> reach.put(u, Reach.AWAY));
         }
-        return present;
+        return reach;
     }
 
     /** {@code GET /v1/users/{userId}/presence}. */

@@ -30,6 +30,8 @@ import java.util.List;
  * Server-Sent Events. It opens with {@code unread}; with {@code Last-Event-ID} it first replays the
  * notifications the user missed after that event; then {@code notification}, {@code unread},
  * {@code call.incoming}, {@code call.ended} as they happen, and {@code ping} to keep the line open.
+ * With {@code ?ack=true} each notification must be acknowledged ({@code POST /v1/receipts}, event
+ * {@code received}) within {@code HERALD_LIVE_ACK_TIMEOUT}, or its push goes out as if the user were away.
  */
 @Controller
 @Secured(SecurityRule.IS_AUTHENTICATED)
@@ -53,7 +55,8 @@ class StreamController {
     @Operation(summary = "The caller's live events (Server-Sent Events)")
     Publisher<Event<String>> stream(Authentication authentication,
                                     @Nullable @Header("Last-Event-ID") String lastEventId,
-                                    @Nullable @QueryValue("access_token") String accessToken) {
+                                    @Nullable @QueryValue("access_token") String accessToken,
+                                    @Nullable @QueryValue Boolean ack) {
         Caller.User user = Caller.of(authentication).requireUser();
         long after = lastEventId == null ? -1 : InboxItemView.parseId(lastEventId.trim());
         return Mono.fromCallable(() -> transactions.executeRead(status -> {
@@ -68,6 +71,6 @@ class StreamController {
                     return first;
                 }))
                 .subscribeOn(Schedulers.boundedElastic())
-                .flatMapMany(first -> hub.open(user.userId(), first));
+                .flatMapMany(first -> hub.open(user.userId(), first, Boolean.TRUE.equals(ack)));
     }
 }

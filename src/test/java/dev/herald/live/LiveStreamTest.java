@@ -60,7 +60,8 @@ class LiveStreamTest extends HeraldTest implements TestPropertyProvider {
                 "herald.apns.trusted-cert", apns.certificatePath().toString(),
                 "herald.fcm.url", fcm.baseUrl(),
                 "herald.delivery.poll", "100ms",
-                "herald.stream.ping", "1s");
+                "herald.stream.ping", "1s",
+                "herald.live.ack-timeout", "1s");
     }
 
     @AfterAll
@@ -291,6 +292,36 @@ class LiveStreamTest extends HeraldTest implements TestPropertyProvider {
             assertThat(ended.status()).isEqualTo(200);
             JsonNode end = stream.next("call.ended").json();
             assertThat(end.path("reason").asText()).isEqualTo("answered");
+        }
+    }
+
+    @Test
+    void onAnAcknowledgingStreamThePushFollowsUnlessTheEventIsAcknowledgedInTime() throws Exception {
+        String token = apnsToken();
+        String installation = "iphone-ack-" + token.substring(0, 8);
+        assertThat(api.put("/v1/devices/" + installation, tenant.userToken(), iosDevice(tenant.app(), token)).status())
+                .isIn(200, 201);
+        try (Listener stream = new Listener("?ack=true", tenant.userToken(), null)) {
+            stream.next("unread");
+
+            // acknowledged: no push
+            String acked = send(toUser(tenant.userId(), "Acked"));
+            assertThat(stream.next("notification").json().path("notificationId").asText()).isEqualTo(acked);
+            assertThat(api.post("/v1/receipts", tenant.userToken(), Map.of("notificationId", acked, "event", "received"))
+                    .status()).isEqualTo(204);
+            JsonNode done = awaitDone(acked);
+            assertThat(delivery(done, "push").path("status").asText()).isEqualTo("suppressed");
+            assertThat(delivery(done, "push").path("reason").asText()).isEqualTo("present");
+            assertThat(delivery(done, "live").path("status").asText()).isEqualTo("delivered");
+
+            // not acknowledged within the timeout: the push goes out as if the user were away
+            String ignored = send(toUser(tenant.userId(), "Ignored"));
+            assertThat(stream.next("notification").json().path("notificationId").asText()).isEqualTo(ignored);
+            JsonNode pushed = awaitDone(ignored);
+            assertThat(delivery(pushed, "push").path("status").asText()).isEqualTo("sent");
+            assertThat(delivery(pushed, "live").path("status").asText()).isEqualTo("sent");
+            assertThat(apns.receivedFor(token)).hasSize(1);
+            assertThat(apns.receivedFor(token).get(0).payload()).contains("Ignored");
         }
     }
 }
