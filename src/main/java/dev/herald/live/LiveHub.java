@@ -64,6 +64,9 @@ public class LiveHub implements AutoCloseable {
     private final Clock clock;
     private final Duration ping;
     private volatile long lastWarning;
+    /** After a failed presence read, users count as away without asking Redis until then ({@code nanoTime}). */
+    private volatile long unreachableUntil;
+    private static final Duration UNREACHABLE_PAUSE = Duration.ofSeconds(5);
 
     /** One open stream of a user on this node. */
     record Stream(String id, String userId, Sinks.Many<Event<String>> sink) {
@@ -144,6 +147,11 @@ public class LiveHub implements AutoCloseable {
     public Map<String, Reach> presence(List<String> userIds) {
         Map<String, Reach> reach = new HashMap<>();
         long now = clock.millis();
+        if (System.nanoTime() < unreachableUntil) {
+            // Redis failed a moment ago: do not make every notification (or call) wait for it again
+            userIds.forEach(u -> reach.put(u, Reach.AWAY));
+            return reach;
+        }
         try {
             List<RedisFuture<List<String>>> members = new ArrayList<>(userIds.size());
             for (String user : userIds) {
@@ -158,6 +166,7 @@ public class LiveHub implements AutoCloseable {
                 reach.put(userIds.get(i), r);
             }
         } catch (Exception e) {
+            unreachableUntil = System.nanoTime() + UNREACHABLE_PAUSE.toNanos();
             warn("presence unknown, users count as away", e);
             userIds.forEach(u -> reach.put(u, Reach.AWAY));
         }

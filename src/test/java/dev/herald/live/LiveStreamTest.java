@@ -6,6 +6,7 @@ import dev.herald.support.FakeFcm;
 import dev.herald.support.Fixtures;
 import dev.herald.support.HeraldTest;
 import dev.herald.support.MockApns;
+import dev.herald.support.SseStream;
 import io.micronaut.test.extensions.junit5.annotation.MicronautTest;
 import io.micronaut.test.support.TestPropertyProvider;
 import org.junit.jupiter.api.AfterAll;
@@ -13,19 +14,11 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
 
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.BlockingQueue;
-import java.util.concurrent.LinkedBlockingQueue;
-import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 
 import static dev.herald.support.Fixtures.apnsToken;
 import static dev.herald.support.Fixtures.iosDevice;
@@ -47,7 +40,6 @@ class LiveStreamTest extends HeraldTest implements TestPropertyProvider {
     private final MockApns apns = MockApns.create();
     private final FakeFcm fcm = new FakeFcm();
     private final String p8 = Fixtures.p8();
-    private final HttpClient http = HttpClient.newHttpClient();
     private Fixtures.Tenant tenant;
 
     @Override
@@ -78,80 +70,23 @@ class LiveStreamTest extends HeraldTest implements TestPropertyProvider {
         assertThat(api.patch("/v1/apps/" + tenant.app(), Fixtures.ADMIN_KEY, Map.of("apns", apnsBlock)).status()).isEqualTo(200);
     }
 
-    /** One server-sent event as the client parsed it. */
-    record Sse(String name, String id, String data) {
-        JsonNode json() {
-            try {
-                return Api.JSON.readTree(data);
-            } catch (Exception e) {
-                throw new AssertionError(data, e);
-            }
-        }
-    }
-
-    /** An open stream: its events arrive in {@code events} from a reader thread. */
+    /** An open stream to this test's Herald. */
     final class Listener implements AutoCloseable {
-        final BlockingQueue<Sse> events = new LinkedBlockingQueue<>();
         final int status;
-        private final Stream<String> lines;
-        private final Thread reader;
+        private final SseStream stream;
 
         Listener(String query, String bearer, String lastEventId) throws Exception {
-            HttpRequest.Builder request = HttpRequest.newBuilder(URI.create(server.getURL() + "/v1/inbox/stream" + query))
-                    .header("Accept", "text/event-stream");
-            if (bearer != null) {
-                request.header("Authorization", "Bearer " + bearer);
-            }
-            if (lastEventId != null) {
-                request.header("Last-Event-ID", lastEventId);
-            }
-            HttpResponse<Stream<String>> response = http.send(request.GET().build(), HttpResponse.BodyHandlers.ofLines());
-            status = response.statusCode();
-            lines = response.body();
-            reader = new Thread(() -> {
-                String name = "message";
-                String id = null;
-                StringBuilder data = new StringBuilder();
-                try {
-                    for (String line : (Iterable<String>) lines::iterator) {
-                        if (line.isEmpty()) {
-                            if (data.length() > 0) {
-                                events.add(new Sse(name, id, data.toString()));
-                            }
-                            name = "message";
-                            id = null;
-                            data.setLength(0);
-                        } else if (line.startsWith("event:")) {
-                            name = line.substring(6).trim();
-                        } else if (line.startsWith("id:")) {
-                            id = line.substring(3).trim();
-                        } else if (line.startsWith("data:")) {
-                            data.append(line.substring(5).trim());
-                        }
-                    }
-                } catch (RuntimeException closed) {
-                    // the test closed the stream
-                }
-            }, "sse-reader");
-            reader.setDaemon(true);
-            reader.start();
+            stream = new SseStream(server.getURL().toString(), query, bearer, lastEventId);
+            status = stream.status();
         }
 
-        /** The next event of that name, skipping others (pings). */
-        Sse next(String name) throws InterruptedException {
-            long deadline = System.nanoTime() + DEADLINE.toNanos();
-            while (System.nanoTime() < deadline) {
-                Sse e = events.poll(200, TimeUnit.MILLISECONDS);
-                if (e != null && e.name().equals(name)) {
-                    return e;
-                }
-            }
-            throw new AssertionError("no '" + name + "' event within " + DEADLINE);
+        SseStream.Event next(String name) throws InterruptedException {
+            return stream.next(name, DEADLINE);
         }
 
         @Override
         public void close() {
-            lines.close();
+            stream.close();
         }
     }
 
@@ -208,7 +143,7 @@ class LiveStreamTest extends HeraldTest implements TestPropertyProvider {
             assertThat(here.path("connections").asLong()).isEqualTo(1);
 
             String id = send(toUser(tenant.userId(), "Live one"));
-            Sse event = stream.next("notification");
+            SseStream.Event event = stream.next("notification");
             JsonNode item = event.json();
             assertThat(item.path("notificationId").asText()).isEqualTo(id);
             assertThat(item.path("title").asText()).isEqualTo("Live one");

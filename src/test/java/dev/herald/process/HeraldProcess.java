@@ -49,7 +49,12 @@ final class HeraldProcess implements AutoCloseable {
     }
 
     Api api() {
-        return new Api(URI.create("http://127.0.0.1:" + port + "/"));
+        return new Api(URI.create(baseUrl() + "/"));
+    }
+
+    /** {@code http://127.0.0.1:<port>}, without a trailing slash. */
+    String baseUrl() {
+        return "http://127.0.0.1:" + port;
     }
 
     /** Waits until {@code GET /health} answers 200; answers how long that took from now. */

@@ -1,0 +1,65 @@
+package dev.herald.process;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.herald.embedded.EmbeddedServers;
+import dev.herald.support.Api;
+import dev.herald.support.Fixtures;
+import dev.herald.support.SseStream;
+import org.junit.jupiter.api.Test;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+/**
+ * Two Herald processes sharing one PostgreSQL and one Redis: a user holds a stream on node B, a
+ * notification is accepted (and routed) by node A, and the event reaches the stream on B through Redis.
+ * Node A sees the user as present; once the stream closes, neither does.
+ */
+class TwoNodeLiveIT {
+
+    private static final Duration DEADLINE = Duration.ofSeconds(20);
+
+    @Test
+    void aLiveEventReachesTheNodeThatHoldsTheStream() throws Exception {
+        Path shared = Path.of(System.getProperty("herald.data-dir", "target/it-data")).resolve("two-nodes-live");
+        EmbeddedServers.PostgresEndpoint postgres = EmbeddedServers.postgres(shared);
+        String redis = EmbeddedServers.redis(shared);
+        Map<String, String> env = Map.of(
+                "DATABASE_URL", postgres.jdbcUrl(), "DATABASE_USER", postgres.user(),
+                "DATABASE_PASSWORD", postgres.password(), "REDIS_URI", redis,
+                "HERALD_ADMIN_KEY", Fixtures.ADMIN_KEY,
+                "HERALD_DATA_DIR", shared.resolve("unused").toString());
+
+        try (HeraldProcess a = HeraldProcess.start("live-a", env); HeraldProcess b = HeraldProcess.start("live-b", env)) {
+            a.awaitHealthy(Duration.ofSeconds(30));
+            b.awaitHealthy(Duration.ofSeconds(30));
+            String app = Fixtures.unique("live");
+            assertThat(a.api().post("/v1/apps", Fixtures.ADMIN_KEY, Map.of("id", app, "name", "Live")).status()).isEqualTo(201);
+            String key = a.api().post("/v1/apps/" + app + "/keys", Fixtures.ADMIN_KEY,
+                    Map.of("name", "k", "mode", "live", "scopes", List.of("send", "users"))).json().path("key").asText();
+            String user = Fixtures.unique("user");
+            String token = b.api().post("/v1/users/" + user + "/tokens", key, Map.of()).json().path("token").asText();
+
+            try (SseStream stream = new SseStream(b.baseUrl(), "", token, null)) {
+                assertThat(stream.status()).isEqualTo(200);
+                stream.next("unread", DEADLINE);
+                await().atMost(DEADLINE).until(() ->
+                        a.api().get("/v1/users/" + user + "/presence", key).json().path("present").asBoolean());
+
+                Api.Response accepted = a.api().post("/v1/notifications", key,
+                        Map.of("to", Map.of("users", List.of(user)), "title", "Across nodes"));
+                assertThat(accepted.status()).isEqualTo(202);
+                JsonNode event = stream.next("notification", DEADLINE).json();
+                assertThat(event.path("title").asText()).isEqualTo("Across nodes");
+                assertThat(event.path("notificationId").asText()).isEqualTo(accepted.json().path("id").asText());
+            }
+            await().atMost(DEADLINE).until(() ->
+                    !a.api().get("/v1/users/" + user + "/presence", key).json().path("present").asBoolean());
+        }
+    }
+}
