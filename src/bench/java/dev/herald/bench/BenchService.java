@@ -116,6 +116,30 @@ final class BenchService implements AutoCloseable {
                 HttpResponse.BodyHandlers.ofString());
     }
 
+    /** Runs a full GC in the service ({@code jcmd GC.run}) and answers the heap in use after it, in KB. */
+    long liveHeapKb() throws IOException, InterruptedException {
+        Process gc = new ProcessBuilder(Paths.get(System.getProperty("java.home"), "bin", "jcmd").toString(),
+                Long.toString(process.pid()), "GC.run").redirectErrorStream(true).start();
+        gc.getInputStream().readAllBytes();
+        gc.waitFor();
+        double bytes = 0;
+        for (String line : get("/metrics").body().lines().toList()) {
+            if (line.startsWith("jvm_memory_used_bytes{") && line.contains("area=\"heap\"")) {
+                bytes += Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+            }
+        }
+        return (long) (bytes / 1024);
+    }
+
+    /** The service's {@code jcmd GC.class_histogram}, its first {@code lines} lines. */
+    List<String> classHistogram(int lines) throws IOException, InterruptedException {
+        Process histogram = new ProcessBuilder(Paths.get(System.getProperty("java.home"), "bin", "jcmd").toString(),
+                Long.toString(process.pid()), "GC.class_histogram").redirectErrorStream(true).start();
+        List<String> out = new String(histogram.getInputStream().readAllBytes()).lines().limit(lines).toList();
+        histogram.waitFor();
+        return out;
+    }
+
     HttpResponse<String> get(String path) throws IOException, InterruptedException {
         return client.send(HttpRequest.newBuilder(uri(path)).GET().build(), HttpResponse.BodyHandlers.ofString());
     }

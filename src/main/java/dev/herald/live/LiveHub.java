@@ -31,6 +31,8 @@ import java.util.Map;
 import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -92,7 +94,15 @@ public class LiveHub implements AutoCloseable {
             LOG.warn("Live events from other nodes will not reach this one: Redis subscription failed: {}", e.toString());
         }
         this.subscription = sub;
+        this.pinger = Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "stream-ping");
+            t.setDaemon(true);
+            return t;
+        });
+        pinger.scheduleAtFixedRate(this::pingAll, ping.toMillis(), ping.toMillis(), TimeUnit.MILLISECONDS);
     }
+
+    private final ScheduledExecutorService pinger;
 
     public String node() {
         return node;
@@ -103,13 +113,12 @@ public class LiveHub implements AutoCloseable {
      * {@code herald.stream.ping}, until the client goes away (then the stream leaves presence at once).
      */
     public Flux<Event<String>> open(String userId, List<Event<String>> replay, boolean ack) {
+        // one subscriber per stream: a unicast sink, whose queue grows only while the client is slow
         Stream stream = new Stream(node + "/" + streamIds.incrementAndGet() + (ack ? ACK_SUFFIX : ""), userId,
-                Sinks.many().multicast().onBackpressureBuffer(1024, false));
+                Sinks.many().unicast().onBackpressureBuffer());
         streams.computeIfAbsent(userId, u -> ConcurrentHashMap.newKeySet()).add(stream);
         refresh(userId, stream.id());
-        Flux<Event<String>> pings = Flux.interval(ping, ping).map(n -> Event.of("{}").name("ping"));
-        return Flux.concat(Flux.fromIterable(replay), Flux.merge(stream.sink().asFlux(), pings))
-                .doFinally(signal -> close(stream));
+        return Flux.concat(Flux.fromIterable(replay), stream.sink().asFlux()).doFinally(signal -> close(stream));
     }
 
     private void close(Stream stream) {
@@ -250,6 +259,12 @@ public class LiveHub implements AutoCloseable {
         }
     }
 
+    /** One ticker for every stream on this node (not a timer per stream): a {@code ping} each {@code herald.stream.ping}. */
+    private void pingAll() {
+        Event<String> event = Event.of("{}").name("ping");
+        streams.forEach((user, mine) -> mine.forEach(s -> s.sink().tryEmitNext(event)));
+    }
+
     /** Keeps this node's streams present: every 20 s, each stream's expiry moves to now + {@link #TTL}. */
     @Scheduled(fixedDelay = "20s", initialDelay = "20s")
     void heartbeat() {
@@ -302,6 +317,7 @@ public class LiveHub implements AutoCloseable {
                     1_000 + java.util.concurrent.ThreadLocalRandom.current().nextLong(9_000))));
             s.sink().tryEmitComplete();
         }));
+        pinger.shutdownNow();
         if (subscription != null) {
             subscription.close();
         }

@@ -1,0 +1,185 @@
+package dev.herald.bench;
+
+import com.nimbusds.jose.JWSAlgorithm;
+import com.nimbusds.jose.JWSHeader;
+import com.nimbusds.jose.crypto.MACSigner;
+import com.nimbusds.jwt.JWTClaimsSet;
+import com.nimbusds.jwt.SignedJWT;
+import io.netty.bootstrap.Bootstrap;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.SimpleChannelInboundHandler;
+import io.netty.channel.nio.NioIoHandler;
+import io.netty.channel.socket.SocketChannel;
+import io.netty.channel.socket.nio.NioSocketChannel;
+import io.netty.handler.codec.http.DefaultFullHttpRequest;
+import io.netty.handler.codec.http.HttpClientCodec;
+import io.netty.handler.codec.http.HttpContent;
+import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpMethod;
+import io.netty.handler.codec.http.HttpObject;
+import io.netty.handler.codec.http.HttpResponse;
+import io.netty.handler.codec.http.HttpVersion;
+import org.HdrHistogram.Histogram;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Date;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * Live streams: how much service memory an idle stream costs, and how fast one notification to every
+ * connected user reaches their streams. {@code bench.streams} users (default 10,000) each open one
+ * {@code GET /v1/inbox/stream} (user JWTs signed with the service's secret); the service's RSS is read
+ * before and after; then one notification names them all and each connection's first
+ * {@code notification} event is timed from the moment the request was sent.
+ */
+public final class LiveStreamBench {
+
+    private static final String SECRET = "bench-jwt-secret-0123456789-0123456789-0123456789";
+
+    private final Path jar = Paths.get(System.getProperty("herald.jar", "target/herald.jar")).toAbsolutePath();
+    private final Path dataDir = Paths.get(System.getProperty("bench.dataDir", "target/bench-stream-data")).toAbsolutePath();
+    private final Path logFile = Paths.get(System.getProperty("bench.log", "target/bench-stream-service.log")).toAbsolutePath();
+    private final Path report = Paths.get(System.getProperty("bench.report", "target/bench-live-streams.md")).toAbsolutePath();
+    private final int streams = Integer.getInteger("bench.streams", 10_000);
+
+    public static void main(String[] args) throws Exception {
+        System.exit(new LiveStreamBench().run());
+    }
+
+    private int run() throws Exception {
+        List<String[]> rows = new ArrayList<>();
+        List<String> verdicts = new ArrayList<>();
+        AtomicLongArray arrived = new AtomicLongArray(streams);
+        AtomicInteger opened = new AtomicInteger();
+        EventLoopGroup group = new MultiThreadIoEventLoopGroup(2, NioIoHandler.newFactory());
+        try (BenchService service = BenchService.start(jar, dataDir, logFile, Map.of("HERALD_JWT_SECRET", SECRET))) {
+            service.expect(service.post("/v1/apps", service.adminKey(), "{\"id\":\"streams\",\"name\":\"Streams\"}"), 201, "app");
+            String key = BenchService.field(service.expect(service.post("/v1/apps/streams/keys", service.adminKey(),
+                    "{\"name\":\"bench\",\"mode\":\"live\",\"scopes\":[\"send\"]}"), 201, "key"), "key");
+            // warm the paths a stream and a notification take, then let the heap settle
+            for (int i = 0; i < 200; i++) {
+                service.post("/v1/notifications", key, "{\"to\":{\"users\":[\"warm-" + i + "\"]},\"title\":\"warm\"}");
+            }
+            service.get("/metrics");
+            LockSupport.parkNanos(TimeUnit.SECONDS.toNanos(5));
+            long rssBefore = service.rssKb();
+            long heapBefore = service.liveHeapKb();
+
+            MACSigner signer = new MACSigner(SECRET.getBytes(StandardCharsets.UTF_8));
+            Bootstrap bootstrap = new Bootstrap().group(group).channel(NioSocketChannel.class);
+            List<Channel> channels = new ArrayList<>(streams);
+            long t0 = System.nanoTime();
+            for (int i = 0; i < streams; i++) {
+                int index = i;
+                SignedJWT jwt = new SignedJWT(new JWSHeader(JWSAlgorithm.HS256), new JWTClaimsSet.Builder()
+                        .issuer("herald").subject("s-" + i).audience("herald").issueTime(new Date())
+                        .expirationTime(Date.from(Instant.now().plusSeconds(3600))).build());
+                jwt.sign(signer);
+                Channel ch = bootstrap.clone().handler(new ChannelInitializer<SocketChannel>() {
+                    @Override
+                    protected void initChannel(SocketChannel c) {
+                        c.pipeline().addLast(new HttpClientCodec(), new SimpleChannelInboundHandler<HttpObject>() {
+                            @Override
+                            protected void channelRead0(ChannelHandlerContext ctx, HttpObject msg) {
+                                if (msg instanceof HttpResponse r && r.status().code() == 200) {
+                                    opened.incrementAndGet();
+                                }
+                                if (msg instanceof HttpContent content && arrived.get(index) == 0
+                                        && content.content().toString(StandardCharsets.UTF_8).contains("notification")) {
+                                    arrived.set(index, System.nanoTime());
+                                }
+                            }
+                        });
+                    }
+                }).connect("127.0.0.1", service.port()).syncUninterruptibly().channel();
+                DefaultFullHttpRequest request = new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.GET,
+                        "/v1/inbox/stream", Unpooled.EMPTY_BUFFER);
+                request.headers().set(HttpHeaderNames.HOST, "127.0.0.1").set(HttpHeaderNames.ACCEPT, "text/event-stream")
+                        .set(HttpHeaderNames.AUTHORIZATION, "Bearer " + jwt.serialize());
+                ch.writeAndFlush(request);
+                channels.add(ch);
+            }
+            long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(2);
+            while (opened.get() < streams && System.nanoTime() < deadline) {
+                LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(50));
+            }
+            BenchService.log("streams: %,d of %,d open after %.1f s", opened.get(), streams, (System.nanoTime() - t0) / 1e9);
+            LockSupport.parkNanos(TimeUnit.SECONDS.toNanos(10));
+            long rssAfter = service.rssKb();
+            long heapAfter = service.liveHeapKb();
+            if (Boolean.getBoolean("bench.histogram")) {
+                service.classHistogram(30).forEach(l -> BenchService.log("heap: %s", l));
+            }
+            double kbPerStream = (rssAfter - rssBefore) / (double) opened.get();
+            double heapKbPerStream = (heapAfter - heapBefore) / (double) opened.get();
+            double perGiB = 1024.0 * 1024.0 / Math.max(kbPerStream, 0.001);
+            rows.add(BenchService.row("idle streams open", "%,d (one per user)", opened.get()));
+            rows.add(BenchService.row("service RSS before / after", "%,d MiB / %,d MiB", rssBefore / 1024, rssAfter / 1024));
+            rows.add(BenchService.row("service RSS per idle stream", "%.1f KB -> %,.0f streams per GiB", kbPerStream, perGiB));
+            rows.add(BenchService.row("live heap per idle stream (after a full GC)", "%.1f KB (%,d KB before, %,d KB after)",
+                    heapKbPerStream, heapBefore, heapAfter));
+            verdicts.add("- idle streams >= 100,000 per GiB of service RSS: " + (perGiB >= 100_000 ? "met" : "NOT met"));
+
+            StringBuilder users = new StringBuilder();
+            for (int i = 0; i < streams; i++) {
+                users.append(i == 0 ? "" : ",").append("\"s-").append(i).append('"');
+            }
+            long sent = System.nanoTime();
+            service.expect(service.post("/v1/notifications", key,
+                    "{\"to\":{\"users\":[" + users + "]},\"title\":\"To everyone connected\"}"), 202, "fan-out");
+            deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(2);
+            Histogram latency = new Histogram(TimeUnit.MINUTES.toMicros(2), 3);
+            int got;
+            do {
+                LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(50));
+                got = 0;
+                for (int i = 0; i < streams; i++) {
+                    if (arrived.get(i) != 0) {
+                        got++;
+                    }
+                }
+            } while (got < opened.get() && System.nanoTime() < deadline);
+            long last = 0;
+            for (int i = 0; i < streams; i++) {
+                long at = arrived.get(i);
+                if (at != 0) {
+                    latency.recordValue((at - sent) / 1_000);
+                    last = Math.max(last, at);
+                }
+            }
+            rows.add(BenchService.row("one notification to every connected user", "%,d of %,d streams got it; last after %.0f ms",
+                    got, opened.get(), (last - sent) / 1e6));
+            rows.add(BenchService.row("request -> stream, p50 / p99 / max", "%.0f / %.0f / %.0f ms",
+                    latency.getValueAtPercentile(50) / 1000.0, latency.getValueAtPercentile(99) / 1000.0,
+                    latency.getMaxValue() / 1000.0));
+            verdicts.add("- 10,000 connected users: every stream reached, p99 < 250 ms: "
+                    + (got == opened.get() && latency.getValueAtPercentile(99) < 250_000 ? "met" : "NOT met"));
+            channels.forEach(Channel::close);
+        } finally {
+            group.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+        }
+        String table = BenchService.table(rows);
+        System.out.println();
+        System.out.println(table);
+        verdicts.forEach(System.out::println);
+        Files.writeString(report, "# Live stream benchmark\n\nRun at " + Instant.now() + " on "
+                + Runtime.getRuntime().availableProcessors() + " cores. Method: `dev.herald.bench.LiveStreamBench`.\n\n"
+                + table + "\n" + String.join("\n", verdicts) + "\n");
+        return verdicts.stream().anyMatch(v -> v.contains("NOT met")) ? 1 : 0;
+    }
+}
