@@ -4,16 +4,12 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.herald.support.Api;
 import dev.herald.support.FakeFcm;
 import dev.herald.support.Fixtures;
-import dev.herald.support.HeraldTest;
+import dev.herald.support.GatewayTest;
 import dev.herald.support.MockApns;
 import dev.herald.support.Sql;
 import io.micronaut.test.extensions.junit5.annotation.MicronautTest;
-import io.micronaut.test.support.TestPropertyProvider;
 import jakarta.inject.Inject;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import java.time.Duration;
 import java.time.Instant;
@@ -40,12 +36,8 @@ import static org.awaitility.Awaitility.await;
  * the duplicate-call rule, the missed call, and the routes that say why nothing rang.
  */
 @MicronautTest(transactional = false)
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CallsTest extends HeraldTest implements TestPropertyProvider {
+class CallsTest extends GatewayTest {
 
-    private static final String TEAM = "TEAM123456";
-    private static final String KEY_ID = "KEY1234567";
-    private static final String BUNDLE = "com.example.herald";
     private static final Duration DEADLINE = Duration.ofSeconds(20);
 
     @Inject
@@ -54,43 +46,9 @@ class CallsTest extends HeraldTest implements TestPropertyProvider {
     @Inject
     CallService calls;
 
-    private final MockApns apns = MockApns.create();
-    private final FakeFcm fcm = new FakeFcm();
-    private final String p8 = Fixtures.p8();
-    private Fixtures.Tenant tenant;
-
     @Override
-    public Map<String, String> getProperties() {
-        fcm.start();
-        apns.trust(TEAM, KEY_ID, p8);
-        return Map.of(
-                "herald.apns.host", "127.0.0.1",
-                "herald.apns.port", Integer.toString(apns.port()),
-                "herald.apns.trusted-cert", apns.certificatePath().toString(),
-                "herald.fcm.url", fcm.baseUrl(),
-                "herald.delivery.poll", "100ms",
-                "herald.calls.deadline", "2s",
-                "herald.webhook-allow-private", "true");
-    }
-
-    @AfterAll
-    void closeMocks() {
-        apns.close();
-        fcm.close();
-    }
-
-    @BeforeEach
-    void tenantWithGateways() {
-        tenant = fixtures.tenant();
-        configureGateways(tenant.app());
-    }
-
-    private void configureGateways(String app) {
-        Map<String, Object> apnsBlock = Map.of("teamId", TEAM, "keyId", KEY_ID, "privateKey", p8,
-                "bundleId", BUNDLE, "environment", "sandbox");
-        Map<String, Object> fcmBlock = Map.of("serviceAccount", Fixtures.serviceAccount("herald-test", fcm.tokenUri()));
-        Api.Response patched = api.patch("/v1/apps/" + app, Fixtures.ADMIN_KEY, Map.of("apns", apnsBlock, "fcm", fcmBlock));
-        assertThat(patched.status()).as(patched.toString()).isEqualTo(200);
+    protected Map<String, String> moreProperties() {
+        return Map.of("herald.calls.deadline", "2s", "herald.webhook-allow-private", "true");
     }
 
     private String register(String installationId, Map<String, Object> device) {

@@ -4,15 +4,11 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.herald.support.Api;
 import dev.herald.support.FakeFcm;
 import dev.herald.support.Fixtures;
-import dev.herald.support.HeraldTest;
+import dev.herald.support.GatewayTest;
 import dev.herald.support.MockApns;
 import dev.herald.support.SseStream;
 import io.micronaut.test.extensions.junit5.annotation.MicronautTest;
-import io.micronaut.test.support.TestPropertyProvider;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -30,44 +26,13 @@ import static org.awaitility.Awaitility.await;
  * presence: a present user gets the notification on their stream instead of a push.
  */
 @MicronautTest(transactional = false)
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class LiveStreamTest extends HeraldTest implements TestPropertyProvider {
+class LiveStreamTest extends GatewayTest {
 
-    private static final String TEAM = "TEAM123456";
-    private static final String KEY_ID = "KEY1234567";
     private static final Duration DEADLINE = Duration.ofSeconds(20);
 
-    private final MockApns apns = MockApns.create();
-    private final FakeFcm fcm = new FakeFcm();
-    private final String p8 = Fixtures.p8();
-    private Fixtures.Tenant tenant;
-
     @Override
-    public Map<String, String> getProperties() {
-        fcm.start();
-        apns.trust(TEAM, KEY_ID, p8);
-        return Map.of(
-                "herald.apns.host", "127.0.0.1",
-                "herald.apns.port", Integer.toString(apns.port()),
-                "herald.apns.trusted-cert", apns.certificatePath().toString(),
-                "herald.fcm.url", fcm.baseUrl(),
-                "herald.delivery.poll", "100ms",
-                "herald.stream.ping", "1s",
-                "herald.live.ack-timeout", "1s");
-    }
-
-    @AfterAll
-    void closeMocks() {
-        apns.close();
-        fcm.close();
-    }
-
-    @BeforeEach
-    void tenantWithApns() {
-        tenant = fixtures.tenant();
-        Map<String, Object> apnsBlock = Map.of("teamId", TEAM, "keyId", KEY_ID, "privateKey", p8,
-                "bundleId", "com.example.herald", "environment", "sandbox");
-        assertThat(api.patch("/v1/apps/" + tenant.app(), Fixtures.ADMIN_KEY, Map.of("apns", apnsBlock)).status()).isEqualTo(200);
+    protected Map<String, String> moreProperties() {
+        return Map.of("herald.stream.ping", "1s", "herald.live.ack-timeout", "1s");
     }
 
     /** An open stream to this test's Herald. */

@@ -1,5 +1,7 @@
 package dev.herald.process;
 
+import dev.herald.embedded.EmbeddedServers;
+import dev.herald.support.Fixtures;
 import dev.herald.support.Api;
 
 import java.io.IOException;
@@ -26,6 +28,21 @@ final class HeraldProcess implements AutoCloseable {
         this.process = process;
         this.port = port;
         this.log = log;
+    }
+
+    /**
+     * The environment of nodes sharing one PostgreSQL and one Redis, both embedded servers started (or
+     * found running) under {@code target/it-data/<name>}.
+     */
+    static Map<String, String> sharedEnvironment(String name) {
+        Path shared = Path.of(System.getProperty("herald.data-dir", "target/it-data")).resolve(name);
+        EmbeddedServers.PostgresEndpoint postgres = EmbeddedServers.postgres(shared);
+        String redis = EmbeddedServers.redis(shared);
+        return Map.of(
+                "DATABASE_URL", postgres.jdbcUrl(), "DATABASE_USER", postgres.user(),
+                "DATABASE_PASSWORD", postgres.password(), "REDIS_URI", redis,
+                "HERALD_ADMIN_KEY", Fixtures.ADMIN_KEY,
+                "HERALD_DATA_DIR", shared.resolve("unused").toString());
     }
 
     static HeraldProcess start(String name, Map<String, String> environment) {

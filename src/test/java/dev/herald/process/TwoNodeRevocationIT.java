@@ -1,11 +1,9 @@
 package dev.herald.process;
 
-import dev.herald.embedded.EmbeddedServers;
 import dev.herald.support.Api;
 import dev.herald.support.Fixtures;
 import org.junit.jupiter.api.Test;
 
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -22,14 +20,7 @@ class TwoNodeRevocationIT {
 
     @Test
     void aKeyRevokedOnOneNodeIsRefusedByTheOtherWithinASecond() throws Exception {
-        Path shared = Path.of(System.getProperty("herald.data-dir", "target/it-data")).resolve("two-nodes");
-        EmbeddedServers.PostgresEndpoint postgres = EmbeddedServers.postgres(shared);
-        String redis = EmbeddedServers.redis(shared);
-        Map<String, String> env = Map.of(
-                "DATABASE_URL", postgres.jdbcUrl(), "DATABASE_USER", postgres.user(),
-                "DATABASE_PASSWORD", postgres.password(), "REDIS_URI", redis,
-                "HERALD_ADMIN_KEY", Fixtures.ADMIN_KEY,
-                "HERALD_DATA_DIR", shared.resolve("unused").toString());
+        Map<String, String> env = HeraldProcess.sharedEnvironment("two-nodes");
 
         try (HeraldProcess a = HeraldProcess.start("node-a", env); HeraldProcess b = HeraldProcess.start("node-b", env)) {
             a.awaitHealthy(Duration.ofSeconds(30));
