@@ -1,8 +1,8 @@
 package dev.herald.process;
 
 import dev.herald.embedded.EmbeddedServers;
-import dev.herald.support.Fixtures;
 import dev.herald.support.Api;
+import dev.herald.support.Fixtures;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
