@@ -108,6 +108,9 @@ class CallRinger {
 
     private void attempt(PushSender sender, GatewayCredentials credentials, Push push, long deadlineNanos, int attempt,
                          CompletableFuture<Outcome> outcome) {
+        if (outcome.isDone()) {
+            return; // the deadline passed while this retry waited: the route already says timeout
+        }
         sender.send(credentials, push).whenComplete((result, failure) -> {
             if (outcome.isDone()) {
                 return;

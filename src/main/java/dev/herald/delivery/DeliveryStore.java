@@ -248,8 +248,8 @@ public class DeliveryStore {
         });
     }
 
-    /** Queues an email step per user, due now (the email worker waits for the user's pushes). */
-    public void queueEmails(String notificationId, List<String> userIds, Instant now) {
+    /** Queues an email step per user, due at {@code dueAt} (the email worker waits for the user's pushes). */
+    public void queueEmails(String notificationId, List<String> userIds, Instant dueAt, Instant now) {
         if (userIds.isEmpty()) {
             return;
         }
@@ -257,7 +257,7 @@ public class DeliveryStore {
                 SELECT ?, u.user_id, NULL, 'email', 'queued', NULL, 0, ?, ?
                 FROM unnest(?::text[]) AS u(user_id)""", ps -> {
             ps.setString(1, notificationId);
-            ps.setTimestamp(2, Timestamp.from(now));
+            ps.setTimestamp(2, Timestamp.from(dueAt));
             ps.setTimestamp(3, Timestamp.from(now));
             ps.setArray(4, ps.getConnection().createArrayOf("text", userIds.toArray()));
             return ps.executeUpdate();
@@ -339,7 +339,8 @@ public class DeliveryStore {
             return ps.executeUpdate();
         });
         jdbc.prepareStatement("""
-                UPDATE deliveries SET status = ?, updated_at = ?
+                UPDATE deliveries SET status = ?, updated_at = ?,
+                       reason = CASE WHEN reason = 'awaiting_ack' THEN NULL ELSE reason END
                 WHERE notification_id = ? AND user_id = ? AND channel IN ('push', 'live', 'inApp')
                   AND status = ANY(?)
                   AND (channel <> 'push' OR ?::text IS NULL OR installation_id = ?)""", ps -> {
@@ -605,11 +606,27 @@ public class DeliveryStore {
         });
     }
 
+    /**
+     * Takes an email step for sending: counts the attempt and renews the lease, only while it is still
+     * queued at the attempt it was claimed with (a node whose lease ran out does not send it as well).
+     */
+    @Transactional
+    public boolean takeEmail(long id, int claimedAttempts, Instant leasedUntil) {
+        return jdbc.prepareStatement("""
+                UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?
+                WHERE id = ? AND status = 'queued' AND attempts = ?""", ps -> {
+            ps.setTimestamp(1, Timestamp.from(leasedUntil));
+            ps.setLong(2, id);
+            ps.setInt(3, claimedAttempts);
+            return ps.executeUpdate() == 1;
+        });
+    }
+
     /** How the user's push and live steps of the notification stand: deliveries by channel and status. */
     @Transactional
     public Map<String, Long> userSteps(String notificationId, String userId) {
         return jdbc.prepareStatement("""
-                SELECT channel || ':' || status, count(*) FROM deliveries
+                SELECT channel || ':' || status || coalesce(':' || reason, ''), count(*) FROM deliveries
                 WHERE notification_id = ? AND user_id = ? AND channel IN ('push', 'live') GROUP BY 1""", ps -> {
             ps.setString(1, notificationId);
             ps.setString(2, userId);

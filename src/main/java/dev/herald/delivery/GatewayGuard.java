@@ -51,6 +51,11 @@ public final class GatewayGuard {
 
     /** How long a push may wait for a slot; after that it is answered {@code Retry("queue_timeout")} unsent. */
     static final Duration MAX_WAIT = Duration.ofSeconds(15);
+    /**
+     * How long an urgent push (a call) may wait for a slot: less than a call's deadline, so a call the
+     * caller was told failed never rings later.
+     */
+    static final Duration MAX_URGENT_WAIT = Duration.ofSeconds(2);
 
     /**
      * Sends through the guard; {@code send} is called when a slot is free and the circuit allows it. A
@@ -65,8 +70,9 @@ public final class GatewayGuard {
     public CompletableFuture<PushResult> call(Supplier<CompletableFuture<PushResult>> send, boolean urgent) {
         CompletableFuture<PushResult> answer = new CompletableFuture<>();
         long queuedAt = System.nanoTime();
+        long maxWait = (urgent ? MAX_URGENT_WAIT : MAX_WAIT).toNanos();
         (urgent ? this.urgent : waiting).add(() -> {
-            if (System.nanoTime() - queuedAt > MAX_WAIT.toNanos()) {
+            if (System.nanoTime() - queuedAt > maxWait) {
                 finish(answer, new PushResult.Retry("queue_timeout", null));
             } else {
                 start(send, answer);

@@ -8,6 +8,7 @@ import java.nio.charset.StandardCharsets;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
+import java.util.List;
 import java.util.Optional;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
@@ -30,11 +31,14 @@ class PushDispatcher {
     private final Clock clock;
 
     private final dev.herald.inbox.InboxStore inbox;
+    private final dev.herald.preferences.PreferenceCache preferences;
     private final io.micronaut.transaction.TransactionOperations<java.sql.Connection> transactions;
 
     PushDispatcher(ApnsSender apns, FcmSender fcm, AppGateways gateways, Clock clock, dev.herald.inbox.InboxStore inbox,
-                   io.micronaut.transaction.TransactionOperations<java.sql.Connection> transactions) {
+                   io.micronaut.transaction.TransactionOperations<java.sql.Connection> transactions,
+                   dev.herald.preferences.PreferenceCache preferences) {
         this.inbox = inbox;
+        this.preferences = preferences;
         this.transactions = transactions;
         this.apns = apns;
         this.fcm = fcm;
@@ -70,6 +74,10 @@ class PushDispatcher {
         if (push.token() == null) {
             return done(push, appId, "failed", "no_token");
         }
+        String refused = refusedByUser(push, plan, now);
+        if (refused != null) {
+            return done(push, appId, "suppressed", refused);
+        }
         if (plan.notification.test()) {
             return done(push, appId, "simulated", null);
         }
@@ -92,6 +100,47 @@ class PushDispatcher {
         return sent.orTimeout(SEND_DEADLINE.toMillis(), TimeUnit.MILLISECONDS)
                 .exceptionally(e -> new PushResult.Retry("timeout", null))
                 .thenApply(result -> settle(push, plan, result, clock.instant()));
+    }
+
+    /**
+     * For device and tag targets (user targets were checked while routing), the reason the user's
+     * preferences keep this push back ({@code preference}, {@code quiet_hours}), or null. Read from
+     * {@link PreferenceCache}, which the worker fills for a whole batch first.
+     */
+    /** Reads, in one query, the preferences the {@link #dispatch} of these pushes will need. Never throws. */
+    void prefetchPreferences(List<DeliveryStore.ClaimedPush> pushes, java.util.function.Function<String, NotificationPlans.Plan> plans) {
+        try {
+            java.util.Set<String> users = new java.util.HashSet<>();
+            for (DeliveryStore.ClaimedPush push : pushes) {
+                NotificationPlans.Plan plan = plans.apply(push.notificationId());
+                if (plan != null && push.attempts() <= 1
+                        && plan.notification.request().target().kind() != dev.herald.notifications.Target.Kind.USERS) {
+                    users.add(push.userId());
+                }
+            }
+            if (!users.isEmpty()) {
+                preferences.prefetch(users);
+            }
+        } catch (RuntimeException e) {
+            // each push then reads its own, or goes out as the defaults allow
+        }
+    }
+
+    private String refusedByUser(DeliveryStore.ClaimedPush push, NotificationPlans.Plan plan, Instant now) {
+        dev.herald.notifications.NotificationRequest request = plan.notification.request();
+        if (request.target().kind() == dev.herald.notifications.Target.Kind.USERS || push.attempts() > 1) {
+            return null;
+        }
+        dev.herald.preferences.Preferences p;
+        try {
+            p = preferences.get(push.userId());
+        } catch (RuntimeException e) {
+            return null; // preferences unreadable this moment: the push goes out as the defaults allow
+        }
+        if (!p.allows(dev.herald.notifications.Channel.PUSH, request.category())) {
+            return "preference";
+        }
+        return request.priority() != Priority.HIGH && p.quietAt(now) ? "quiet_hours" : null;
     }
 
     /**

@@ -147,7 +147,9 @@ public class Router {
         if (request.channels().contains(Channel.LIVE)) {
             for (String user : users) {
                 boolean here = present.getOrDefault(user, false);
-                steps.add(new DeliveryStore.UserStep(user, Channel.LIVE.wire(), here ? "sent" : "suppressed", here ? null : "away"));
+                boolean waitsForAck = reach.get(user) == LiveHub.Reach.PRESENT_ACK;
+                steps.add(new DeliveryStore.UserStep(user, Channel.LIVE.wire(), here ? "sent" : "suppressed",
+                        here ? (waitsForAck ? DeliveryStore.AWAITING_ACK : null) : "away"));
             }
             if (!reached.isEmpty()) {
                 publishAfterCommit(notificationId, appId, request, reached, stored, saved);
@@ -195,7 +197,11 @@ public class Router {
         }
         store.insertUserSteps(notificationId, steps, now);
         // the email worker decides once the user's pushes settled: sent only when none reached a gateway
-        store.queueEmails(notificationId, toEmail, now);
+        // users on acknowledging streams: decided once the acknowledgement could have come
+        List<String> emailNow = toEmail.stream().filter(u -> reach.get(u) != LiveHub.Reach.PRESENT_ACK).toList();
+        List<String> emailAfterAck = toEmail.stream().filter(u -> reach.get(u) == LiveHub.Reach.PRESENT_ACK).toList();
+        store.queueEmails(notificationId, emailNow, now, now);
+        store.queueEmails(notificationId, emailAfterAck, now.plus(ackTimeout), now);
         return leased;
     }
 

@@ -101,7 +101,7 @@ class EmailWorker implements AutoCloseable {
             return;
         }
         Map<String, Long> steps = deliveries.userSteps(email.notificationId(), email.userId());
-        if (steps.getOrDefault("push:queued", 0L) > 0) {
+        if (steps.keySet().stream().anyMatch(k -> k.startsWith("push:queued"))) {
             finish(email, "queued", null, now.plus(PUSH_WAIT), false);
             return;
         }
@@ -131,29 +131,41 @@ class EmailWorker implements AutoCloseable {
         EmailContent content = EmailContent.of(appName,
                 request.title() == null ? null : request.title().forLocale(locale),
                 request.body() == null ? null : request.body().forLocale(locale), request.link());
+        if (!deliveries.takeEmail(email.id(), email.attempts(), clock.instant().plus(LEASE))) {
+            return; // another node took it after this node's lease ran out
+        }
+        DeliveryStore.ClaimedEmail taken = new DeliveryStore.ClaimedEmail(email.id(), email.notificationId(),
+                email.userId(), email.attempts() + 1, email.appId(), email.test(), email.request(), email.expiresAt());
         try {
             sender.send(Email.builder().from(from).to(prefs.email()).subject(content.subject())
                     .body(new MultipartBody(content.html(), content.text())).build());
-            finish(email, "sent", null, null, true);
+            finish(taken, "sent", null, null, false);
             meters.counter("herald.email.results", "app", email.appId(), "outcome", "sent").increment();
         } catch (EmailException e) {
             String code = smtpCode(e);
             boolean permanent = code != null && code.startsWith("5");
             meters.counter("herald.email.results", "app", email.appId(), "outcome", permanent ? "failed" : "retry").increment();
             if (permanent) {
-                finish(email, "failed", "smtp_" + code, null, true);
+                finish(taken, "failed", "smtp_" + code, null, false);
             } else {
-                Instant next = now.plus(Backoff.after(email.attempts() + 1, null));
+                Instant next = now.plus(Backoff.after(taken.attempts(), null));
                 LOG.info("Email for notification {} not sent ({}); trying again at {}", email.notificationId(),
                         code == null ? "connection" : "smtp_" + code, next);
-                finish(email, "queued", code == null ? "connection" : "smtp_" + code, next, true);
+                finish(taken, "queued", code == null ? "connection" : "smtp_" + code, next, false);
             }
         }
     }
 
+    /**
+     * Whether a step of the channel reached the user: accepted by a gateway, or on a live stream (one
+     * that acknowledges each event counts once it acknowledged: {@code delivered}). Keys are
+     * {@code channel:status[:reason]}.
+     */
     private static boolean reached(Map<String, Long> steps, String channel) {
-        for (String status : List.of("sent", "delivered", "opened", "simulated")) {
-            if (steps.getOrDefault(channel + ":" + status, 0L) > 0) {
+        for (Map.Entry<String, Long> step : steps.entrySet()) {
+            String[] parts = step.getKey().split(":", 3);
+            if (step.getValue() > 0 && parts[0].equals(channel) && List.of("sent", "delivered", "opened", "simulated")
+                    .contains(parts[1]) && !(parts.length == 3 && parts[2].equals(DeliveryStore.AWAITING_ACK))) {
                 return true;
             }
         }

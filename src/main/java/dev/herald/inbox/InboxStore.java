@@ -111,15 +111,25 @@ public class InboxStore {
         });
     }
 
-    /** The user's items newer than {@code afterId} (all apps), oldest first: what a reconnecting stream missed. */
+    /**
+     * What a stream reconnecting after item {@code afterId} missed, oldest first: the user's items (all
+     * apps) with a larger id, and those stored up to 5 s before it with a smaller one (ids are drawn
+     * before their transactions commit, so a smaller id can become visible after a larger one was
+     * streamed; a client keeps the ids it has seen and skips repeats).
+     */
     public List<Item> after(String userId, long afterId, int limit) {
-        return jdbc.prepareStatement("SELECT " + COLUMNS + " FROM inbox_items WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?",
-                ps -> {
-                    ps.setString(1, userId);
-                    ps.setLong(2, afterId);
-                    ps.setInt(3, limit);
-                    return items(ps.executeQuery());
-                });
+        return jdbc.prepareStatement("SELECT " + COLUMNS + """
+                 FROM inbox_items WHERE user_id = ? AND id <> ? AND (id > ? OR created_at >=
+                    (SELECT created_at - interval '5 seconds' FROM inbox_items WHERE id = ? AND user_id = ?))
+                ORDER BY id LIMIT ?""", ps -> {
+            ps.setString(1, userId);
+            ps.setLong(2, afterId);
+            ps.setLong(3, afterId);
+            ps.setLong(4, afterId);
+            ps.setString(5, userId);
+            ps.setInt(6, limit);
+            return items(ps.executeQuery());
+        });
     }
 
     /** Unread items per user (all apps), for the users given. */

@@ -55,7 +55,8 @@ class InboxSync implements AutoCloseable {
     private final TransactionOperations<Connection> transactions;
     private final Clock clock;
     /** Per device: when its last silent push left, and whether a later change waits for the window's end. */
-    private final Map<String, Instant> lastSent = new ConcurrentHashMap<>();
+    private final Map<String, Instant> lastSent = com.github.benmanes.caffeine.cache.Caffeine.newBuilder()
+            .expireAfterWrite(WINDOW).<String, Instant>build().asMap();
     private final Map<String, Boolean> trailing = new ConcurrentHashMap<>();
     private final ScheduledExecutorService executor = Executors.newSingleThreadScheduledExecutor(r -> {
         Thread t = new Thread(r, "inbox-sync");

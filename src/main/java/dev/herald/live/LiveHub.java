@@ -69,6 +69,8 @@ public class LiveHub implements AutoCloseable {
     /** After a failed presence read, users count as away without asking Redis until then ({@code nanoTime}). */
     private volatile long unreachableUntil;
     private static final Duration UNREACHABLE_PAUSE = Duration.ofSeconds(5);
+    /** How long a user's last-seen time is kept. */
+    private static final io.lettuce.core.SetArgs SEEN_TTL = io.lettuce.core.SetArgs.Builder.ex(Duration.ofDays(30));
 
     /** One open stream of a user on this node. */
     record Stream(String id, String userId, Sinks.Many<Event<String>> sink) {
@@ -116,22 +118,23 @@ public class LiveHub implements AutoCloseable {
         // one subscriber per stream: a unicast sink, whose queue grows only while the client is slow
         Stream stream = new Stream(node + "/" + streamIds.incrementAndGet() + (ack ? ACK_SUFFIX : ""), userId,
                 Sinks.many().unicast().onBackpressureBuffer());
-        streams.computeIfAbsent(userId, u -> ConcurrentHashMap.newKeySet()).add(stream);
+        streams.compute(userId, (u, mine) -> {
+            Set<Stream> set = mine == null ? ConcurrentHashMap.newKeySet() : mine;
+            set.add(stream);
+            return set;
+        });
         refresh(userId, stream.id());
         return Flux.concat(Flux.fromIterable(replay), stream.sink().asFlux()).doFinally(signal -> close(stream));
     }
 
     private void close(Stream stream) {
-        Set<Stream> mine = streams.get(stream.userId());
-        if (mine != null) {
+        streams.computeIfPresent(stream.userId(), (u, mine) -> {
             mine.remove(stream);
-            if (mine.isEmpty()) {
-                streams.remove(stream.userId(), mine);
-            }
-        }
+            return mine.isEmpty() ? null : mine;
+        });
         guard(() -> {
             redis.zrem(key(stream.userId()), stream.id());
-            redis.set(seenKey(stream.userId()), clock.instant().toString());
+            redis.set(seenKey(stream.userId()), clock.instant().toString(), SEEN_TTL);
         });
     }
 
@@ -245,7 +248,7 @@ public class LiveHub implements AutoCloseable {
             event = event.id(id);
         }
         for (Stream s : mine) {
-            s.sink().tryEmitNext(event);
+            emit(s, event);
         }
     }
 
@@ -259,23 +262,43 @@ public class LiveHub implements AutoCloseable {
         }
     }
 
+    /**
+     * Emits to one stream. Many threads publish (routing, calls, inbox changes, the ping ticker, relays
+     * from other nodes); a sink refuses emissions that overlap, so they take turns here.
+     */
+    private static void emit(Stream s, Event<String> event) {
+        synchronized (s.sink()) {
+            s.sink().tryEmitNext(event);
+        }
+    }
+
     /** One ticker for every stream on this node (not a timer per stream): a {@code ping} each {@code herald.stream.ping}. */
     private void pingAll() {
         Event<String> event = Event.of("{}").name("ping");
-        streams.forEach((user, mine) -> mine.forEach(s -> s.sink().tryEmitNext(event)));
+        streams.forEach((user, mine) -> mine.forEach(s -> emit(s, event)));
     }
 
     /** Keeps this node's streams present: every 20 s, each stream's expiry moves to now + {@link #TTL}. */
     @Scheduled(fixedDelay = "20s", initialDelay = "20s")
     void heartbeat() {
-        streams.forEach((user, mine) -> mine.forEach(s -> refresh(user, s.id())));
+        long expiry = clock.millis() + TTL.toMillis();
+        streams.forEach((user, mine) -> mine.forEach(s -> guard(() -> {
+            // XX: only moves an existing member's expiry, so a stream closed meanwhile stays gone; a member
+            // missing while its stream is still open (Redis restarted) is added again
+            redis.zadd(key(user), io.lettuce.core.ZAddArgs.Builder.xx().ch(), expiry, s.id()).thenAccept(changed -> {
+                if (changed == 0 && streams.getOrDefault(user, Set.of()).contains(s)) {
+                    redis.zadd(key(user), expiry, s.id());
+                }
+            });
+            redis.pexpire(key(user), TTL.toMillis());
+        })));
     }
 
     private void refresh(String userId, String member) {
         guard(() -> {
             redis.zadd(key(userId), clock.millis() + TTL.toMillis(), member);
             redis.pexpire(key(userId), TTL.toMillis());
-            redis.set(seenKey(userId), clock.instant().toString());
+            redis.set(seenKey(userId), clock.instant().toString(), SEEN_TTL);
             redis.zremrangebyscore(key(userId), Range.create(Double.NEGATIVE_INFINITY, (double) clock.millis()));
         });
     }
@@ -313,9 +336,11 @@ public class LiveHub implements AutoCloseable {
     @Override
     public void close() {
         streams.forEach((user, mine) -> mine.forEach(s -> {
-            s.sink().tryEmitNext(Event.of("{}").name("reconnect").retry(Duration.ofMillis(
+            emit(s, Event.of("{}").name("reconnect").retry(Duration.ofMillis(
                     1_000 + java.util.concurrent.ThreadLocalRandom.current().nextLong(9_000))));
-            s.sink().tryEmitComplete();
+            synchronized (s.sink()) {
+                s.sink().tryEmitComplete();
+            }
         }));
         pinger.shutdownNow();
         if (subscription != null) {

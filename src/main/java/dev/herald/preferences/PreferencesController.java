@@ -28,11 +28,13 @@ import java.time.Clock;
 class PreferencesController {
 
     private final PreferenceStore store;
+    private final PreferenceCache cache;
     private final JsonBodies bodies;
     private final Clock clock;
 
-    PreferencesController(PreferenceStore store, JsonBodies bodies, Clock clock) {
+    PreferencesController(PreferenceStore store, PreferenceCache cache, JsonBodies bodies, Clock clock) {
         this.store = store;
+        this.cache = cache;
         this.bodies = bodies;
         this.clock = clock;
     }
@@ -55,6 +57,7 @@ class PreferencesController {
         JsonNode doc = bodies.validate(body, "preferences");
         Preferences preferences = Preferences.read(doc);
         store.save(user.userId(), preferences, clock.instant());
+        cache.invalidate(user.userId());
         return preferences.toJson().toString();
     }
 }

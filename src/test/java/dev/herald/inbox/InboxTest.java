@@ -253,6 +253,35 @@ class InboxTest extends GatewayTest {
         assertThat(deliveries(none, "email").get(0).path("reason").asText()).isEqualTo("preference");
     }
 
+    @Test
+    void deviceAndTagSendsFollowTheirUsersPreferencesToo() {
+        String token = apnsToken();
+        String installation = "iphone-" + token.substring(0, 10);
+        Map<String, Object> device = iosDevice(tenant.app(), token);
+        device.put("tags", List.of("beta"));
+        assertThat(api.put("/v1/devices/" + installation, tenant.userToken(), device).status()).isIn(200, 201);
+        putPreferences(tenant.userToken(), Map.of("categories", Map.of("promo", Map.of("push", false))));
+
+        Map<String, Object> promo = new LinkedHashMap<>();
+        promo.put("to", Map.of("devices", List.of(installation)));
+        promo.put("title", "Deal");
+        promo.put("category", "promo");
+        JsonNode refused = awaitDone(tenant.key(), send(tenant.key(), promo));
+        assertThat(deliveries(refused, "push").get(0).path("status").asText()).isEqualTo("suppressed");
+        assertThat(deliveries(refused, "push").get(0).path("reason").asText()).isEqualTo("preference");
+
+        ZoneId zone = ZoneId.of("America/Sao_Paulo");
+        LocalTime now = LocalTime.now(zone);
+        putPreferences(tenant.userToken(), Map.of("timezone", zone.getId(), "quietHours",
+                Map.of("start", hhmm(now.minusHours(1)), "end", hhmm(now.plusHours(1)))));
+        JsonNode quiet = awaitDone(tenant.key(), send(tenant.key(), Map.of("to", Map.of("tags", List.of("beta")), "title", "Hush")));
+        assertThat(deliveries(quiet, "push").get(0).path("reason").asText()).isEqualTo("quiet_hours");
+        JsonNode urgent = awaitDone(tenant.key(), send(tenant.key(),
+                Map.of("to", Map.of("tags", List.of("beta")), "title", "Now", "priority", "high")));
+        assertThat(deliveries(urgent, "push").get(0).path("status").asText()).isEqualTo("sent");
+        assertThat(apns.receivedFor(token)).hasSize(1);
+    }
+
     private static String hhmm(LocalTime t) {
         return String.format("%02d:%02d", t.getHour(), t.getMinute());
     }
