@@ -241,6 +241,7 @@ public class CallService implements AutoCloseable {
             Instant now = clock.instant();
             var ended = store.end(key.appId(), callId, reason, now);
             if (ended.isPresent()) {
+                store.markEnding(key.appId(), callId, now);
                 return new Answer(ended.get(), store.routes(key.appId(), callId), true);
             }
             CallStore.StoredCall existing = store.find(key.appId(), callId).orElseThrow(() -> ApiException.notFound("Call"));
@@ -308,6 +309,7 @@ public class CallService implements AutoCloseable {
             List<CallStore.StoredCall> calls = store.endTimedOut(now, limit);
             List<CallStore.StoredCall> withMissed = new ArrayList<>(calls.size());
             for (CallStore.StoredCall c : calls) {
+                store.markEnding(c.appId(), c.callId(), now);
                 String id = notifications.acceptFromHerald(c.appId(), c.test(), missedCall(c), now);
                 store.setMissedNotification(c.appId(), c.callId(), id);
                 withMissed.add(new CallStore.StoredCall(c.appId(), c.callId(), c.test(), c.callee(), c.callerId(),
@@ -333,6 +335,30 @@ public class CallService implements AutoCloseable {
                     });
         }
         return ended.size();
+    }
+
+    /** How long a call.ended may be on its way before another node sends it again. */
+    static final Duration ENDING_STUCK = Duration.ofSeconds(60);
+
+    /**
+     * Sends again the call.ended of calls whose node died between ending them and recording the outcomes
+     * (same push ids, so a device that got it already sees the same message); answers how many calls.
+     */
+    int resendStuckEnds() {
+        Instant now = clock.instant();
+        List<String[]> stuck = transactions.executeWrite(status -> store.claimStuckEnds(now.minus(ENDING_STUCK), now, 50));
+        for (String[] c : stuck) {
+            long started = System.nanoTime();
+            CompletableFuture.supplyAsync(() -> transactions.executeRead(status -> new Answer(
+                            store.find(c[0], c[1]).orElseThrow(), store.routes(c[0], c[1]), true)), executor)
+                    .thenCompose(answer -> sendEnded(answer.call(), answer.routes(), started))
+                    .whenComplete((answer, failure) -> {
+                        if (failure != null) {
+                            LOG.warn("Call {} of app {}: call.ended sent again failed: {}", c[1], c[0], failure.toString());
+                        }
+                    });
+        }
+        return stuck.size();
     }
 
     /** The earliest moment a ringing call times out, if any rings. */

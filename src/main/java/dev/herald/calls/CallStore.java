@@ -218,6 +218,45 @@ class CallStore {
         });
     }
 
+    /** Marks the call's routes as having call.ended on its way (replaced by the outcomes once they are known). */
+    void markEnding(String appId, String callId, Instant now) {
+        jdbc.prepareStatement("""
+                UPDATE call_routes SET end_status = 'sending', updated_at = ?
+                WHERE app_id = ? AND call_id = ? AND end_status IS NULL""", ps -> {
+            ps.setTimestamp(1, Timestamp.from(now));
+            ps.setString(2, appId);
+            ps.setString(3, callId);
+            return ps.executeUpdate();
+        });
+    }
+
+    /**
+     * Calls whose call.ended has been on its way since before {@code before} (the node sending it died),
+     * claimed by moving their mark's time to {@code now} so that one node sends them again.
+     */
+    List<String[]> claimStuckEnds(Instant before, Instant now, int limit) {
+        return jdbc.prepareStatement("""
+                WITH stuck AS (
+                    SELECT DISTINCT app_id, call_id FROM call_routes
+                    WHERE end_status = 'sending' AND updated_at < ? LIMIT ?)
+                UPDATE call_routes r SET updated_at = ?
+                FROM stuck WHERE r.app_id = stuck.app_id AND r.call_id = stuck.call_id
+                  AND r.end_status = 'sending' AND r.updated_at < ?
+                RETURNING r.app_id, r.call_id""", ps -> {
+            ps.setTimestamp(1, Timestamp.from(before));
+            ps.setInt(2, limit);
+            ps.setTimestamp(3, Timestamp.from(now));
+            ps.setTimestamp(4, Timestamp.from(before));
+            java.util.Set<List<String>> calls = new java.util.LinkedHashSet<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    calls.add(List.of(rs.getString(1), rs.getString(2)));
+                }
+            }
+            return calls.stream().map(c -> c.toArray(String[]::new)).toList();
+        });
+    }
+
     void setMissedNotification(String appId, String callId, String notificationId) {
         jdbc.prepareStatement("UPDATE calls SET missed_notification_id = ? WHERE app_id = ? AND call_id = ?", ps -> {
             ps.setString(1, notificationId);

@@ -17,7 +17,8 @@ import java.time.Instant;
  * Ends calls whose ring time ran out, on every node: it wakes when the earliest ringing call's time is
  * up, and at least every {@code herald.calls.sweep} (a call rung since, on any node, rings at least 5 s,
  * so it is ended at most that late). Each call is ended by exactly one node (see
- * {@link CallService#endTimedOut}). Also forgets calls a week after they ended.
+ * {@link CallService#endTimedOut}). It also sends again the call.ended of calls whose node died before
+ * recording its outcomes ({@link CallService#resendStuckEnds}), and forgets calls a week after they ended.
  */
 @Context
 @Requires(property = "herald.calls.sweeper", notEquals = "false")
@@ -51,6 +52,7 @@ class MissedCallSweep implements AutoCloseable {
                     return;
                 }
                 int ended = calls.endTimedOut(BATCH);
+                calls.resendStuckEnds();
                 if (ended == BATCH) {
                     pause = Duration.ZERO;
                     continue;

@@ -313,6 +313,30 @@ class CallsTest extends GatewayTest {
     }
 
     @Test
+    void callEndedLeftUnsentByANodeThatDiedIsSentAgain() {
+        String installation = "iphone-stuck-" + tenant.userId();
+        String voip = iphone(installation);
+        String callId = "stuck-" + tenant.userId();
+        ring(call(callId, tenant.userId(), 60));
+        // as a node leaves it when it dies after ending the call, before sending call.ended
+        sql.update("UPDATE calls SET ended_at = now() - interval '2 minutes', end_reason = 'cancelled' "
+                + "WHERE app_id = ? AND call_id = ?", tenant.app(), callId);
+        sql.update("UPDATE call_routes SET end_status = 'sending', updated_at = now() - interval '2 minutes' "
+                + "WHERE app_id = ? AND call_id = ?", tenant.app(), callId);
+
+        await().atMost(DEADLINE).untilAsserted(() -> assertThat(apns.receivedFor(voip)).hasSize(2));
+        JsonNode ended = json(apns.receivedFor(voip).get(1).payload());
+        assertThat(ended.path("type").asText()).isEqualTo("call.ended");
+        assertThat(ended.path("reason").asText()).isEqualTo("cancelled");
+        await().atMost(DEADLINE).untilAsserted(() -> assertThat(sql.count(
+                "SELECT count(*) FROM call_routes WHERE app_id = ? AND call_id = ? AND end_status = 'sent'",
+                tenant.app(), callId)).isEqualTo(1L));
+        assertThat(api.delete("/v1/calls/" + callId, tenant.key()).json().path("routes").get(0).path("status").asText())
+                .isEqualTo("sent");
+        assertThat(apns.receivedFor(voip)).as("sent again once").hasSize(2);
+    }
+
+    @Test
     void routesSayWhyNothingRang() {
         JsonNode nobody = ring(call("nobody-" + tenant.userId(), "no-such-user-" + tenant.userId(), 30));
         assertThat(nobody.path("routes")).hasSize(1);
