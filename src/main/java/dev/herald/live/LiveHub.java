@@ -61,7 +61,8 @@ public class LiveHub implements AutoCloseable {
     private final Map<String, Set<Stream>> streams = new ConcurrentHashMap<>();
     private final AtomicLong streamIds = new AtomicLong();
     private final RedisAsyncCommands<String, String> redis;
-    private final StatefulRedisPubSubConnection<String, String> subscription;
+    private final RedisClient client;
+    private volatile StatefulRedisPubSubConnection<String, String> subscription;
     private final ObjectMapper mapper;
     private final Clock clock;
     private final Duration ping;
@@ -82,20 +83,8 @@ public class LiveHub implements AutoCloseable {
         this.mapper = bodies.mapper();
         this.clock = clock;
         this.ping = ping;
-        StatefulRedisPubSubConnection<String, String> sub = null;
-        try {
-            sub = client.connectPubSub();
-            sub.addListener(new RedisPubSubAdapter<>() {
-                @Override
-                public void message(String channel, String message) {
-                    relayed(message);
-                }
-            });
-            sub.sync().subscribe(channel(node));
-        } catch (RuntimeException e) {
-            LOG.warn("Live events from other nodes will not reach this one: Redis subscription failed: {}", e.toString());
-        }
-        this.subscription = sub;
+        this.client = client;
+        subscribe();
         this.pinger = Executors.newSingleThreadScheduledExecutor(r -> {
             Thread t = new Thread(r, "stream-ping");
             t.setDaemon(true);
@@ -115,9 +104,10 @@ public class LiveHub implements AutoCloseable {
      * {@code herald.stream.ping}, until the client goes away (then the stream leaves presence at once).
      */
     public Flux<Event<String>> open(String userId, List<Event<String>> replay, boolean ack) {
-        // one subscriber per stream: a unicast sink, whose queue grows only while the client is slow
+        // one subscriber per stream: a unicast sink, whose queue starts at 8 slots (Reactor's default is
+        // 256, about 1 KB per idle stream) and grows only while the client is slow
         Stream stream = new Stream(node + "/" + streamIds.incrementAndGet() + (ack ? ACK_SUFFIX : ""), userId,
-                Sinks.many().unicast().onBackpressureBuffer());
+                Sinks.many().unicast().onBackpressureBuffer(reactor.util.concurrent.Queues.<Event<String>>unbounded(8).get()));
         streams.compute(userId, (u, mine) -> {
             Set<Stream> set = mine == null ? ConcurrentHashMap.newKeySet() : mine;
             set.add(stream);
@@ -278,9 +268,33 @@ public class LiveHub implements AutoCloseable {
         streams.forEach((user, mine) -> mine.forEach(s -> emit(s, event)));
     }
 
+    /**
+     * Subscribes to this node's relay channel (once connected, lettuce re-subscribes by itself after a
+     * reconnect; when Redis was away at startup, the heartbeat tries again).
+     */
+    private synchronized void subscribe() {
+        if (subscription != null) {
+            return;
+        }
+        try {
+            StatefulRedisPubSubConnection<String, String> sub = client.connectPubSub();
+            sub.addListener(new RedisPubSubAdapter<>() {
+                @Override
+                public void message(String channel, String message) {
+                    relayed(message);
+                }
+            });
+            sub.sync().subscribe(channel(node));
+            subscription = sub;
+        } catch (RuntimeException e) {
+            warn("live events from other nodes cannot reach this one until Redis is back", e);
+        }
+    }
+
     /** Keeps this node's streams present: every 20 s, each stream's expiry moves to now + {@link #TTL}. */
     @Scheduled(fixedDelay = "20s", initialDelay = "20s")
     void heartbeat() {
+        subscribe();
         long expiry = clock.millis() + TTL.toMillis();
         streams.forEach((user, mine) -> mine.forEach(s -> guard(() -> {
             // XX: only moves an existing member's expiry, so a stream closed meanwhile stays gone; a member
@@ -343,8 +357,9 @@ public class LiveHub implements AutoCloseable {
             }
         }));
         pinger.shutdownNow();
-        if (subscription != null) {
-            subscription.close();
+        StatefulRedisPubSubConnection<String, String> sub = subscription;
+        if (sub != null) {
+            sub.close();
         }
     }
 }
