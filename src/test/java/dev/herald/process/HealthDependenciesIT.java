@@ -35,20 +35,35 @@ class HealthDependenciesIT {
                 "HERALD_ADMIN_KEY", Fixtures.ADMIN_KEY, "HERALD_DATA_DIR", dir.resolve("unused").toString());
         try (HeraldProcess herald = HeraldProcess.start("health", env)) {
             herald.awaitHealthy(Duration.ofSeconds(30));
+            var api = herald.api();
+            assertThat(api.post("/v1/apps", Fixtures.ADMIN_KEY, Map.of("id", "health-app", "name", "x")).status()).isEqualTo(201);
+            String key = api.post("/v1/apps/health-app/keys", Fixtures.ADMIN_KEY,
+                    Map.of("name", "k", "mode", "live", "scopes", java.util.List.of("users", "send"))).json().path("key").asText();
 
             redis.stop();
             await().atMost(Duration.ofSeconds(15)).until(() -> herald.api().get("/health", null).status() == 503);
             assertThat(herald.api().get("/health/liveness", null).status()).isEqualTo(200);
             assertThat(herald.api().get("/v1/apps", Fixtures.ADMIN_KEY).status())
                     .as("what needs only PostgreSQL keeps working").isEqualTo(200);
+            // presence is unknown: users count as away, notifications are still accepted and routed
+            var accepted = api.post("/v1/notifications", key, Map.of("to", Map.of("users", java.util.List.of("u")),
+                    "title", "While Redis is away"));
+            assertThat(accepted.status()).as(accepted.toString()).isEqualTo(202);
+            String id = accepted.json().path("id").asText();
+            await().atMost(Duration.ofSeconds(20)).untilAsserted(() -> {
+                var status = api.get("/v1/notifications/" + id, key).json();
+                assertThat(status.path("status").asText()).isEqualTo("done");
+                boolean away = false;
+                for (var d : status.path("deliveries").path("items")) {
+                    away |= "live".equals(d.path("channel").asText()) && "away".equals(d.path("reason").asText());
+                }
+                assertThat(away).as(status.toString()).isTrue();
+            });
+            dev.herald.support.Problems.assertProblem(api.get("/v1/users/u/presence", key), 503);
 
             redis.start();
             await().atMost(Duration.ofSeconds(30)).until(() -> herald.api().get("/health", null).status() == 200);
 
-            var api = herald.api();
-            assertThat(api.post("/v1/apps", Fixtures.ADMIN_KEY, Map.of("id", "health-app", "name", "x")).status()).isEqualTo(201);
-            String key = api.post("/v1/apps/health-app/keys", Fixtures.ADMIN_KEY,
-                    Map.of("name", "k", "mode", "live", "scopes", java.util.List.of("users"))).json().path("key").asText();
             String userToken = api.post("/v1/users/u/tokens", key, Map.of()).json().path("token").asText();
 
             postgres.close();
