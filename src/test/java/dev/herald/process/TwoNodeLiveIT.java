@@ -16,7 +16,8 @@ import static org.awaitility.Awaitility.await;
 /**
  * Two Herald processes sharing one PostgreSQL and one Redis: a user holds a stream on node B, a
  * notification is accepted (and routed) by node A, and the event reaches the stream on B through Redis.
- * Node A sees the user as present; once the stream closes, neither does.
+ * Node A sees the user as present; once the stream closes, neither does; when node B is killed with a
+ * stream open, the user stops counting as present within 60 s.
  */
 class TwoNodeLiveIT {
 
@@ -51,6 +52,20 @@ class TwoNodeLiveIT {
             }
             await().atMost(DEADLINE).until(() ->
                     !a.api().get("/v1/users/" + user + "/presence", key).json().path("present").asBoolean());
+
+            // a node that dies with a stream open leaves the user present for at most 60 s
+            SseStream orphan = new SseStream(b.baseUrl(), "", token, null);
+            orphan.next("unread", DEADLINE);
+            await().atMost(DEADLINE).until(() ->
+                    a.api().get("/v1/users/" + user + "/presence", key).json().path("present").asBoolean());
+            long killed = System.nanoTime();
+            b.kill();
+            await().atMost(Duration.ofSeconds(75)).pollInterval(Duration.ofMillis(250)).until(() ->
+                    !a.api().get("/v1/users/" + user + "/presence", key).json().path("present").asBoolean());
+            Duration gone = Duration.ofNanos(System.nanoTime() - killed);
+            System.out.println("presence of a user on a killed node ended after " + gone.toSeconds() + " s");
+            assertThat(gone).isLessThanOrEqualTo(Duration.ofSeconds(61));
+            orphan.close();
         }
     }
 }
