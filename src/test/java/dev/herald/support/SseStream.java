@@ -21,7 +21,7 @@ public final class SseStream implements AutoCloseable {
     private static final HttpClient HTTP = HttpClient.newHttpClient();
 
     /** One server-sent event as the client parsed it. */
-    public record Event(String name, String id, String data) {
+    public record Event(String name, String id, String data, String retry) {
         public JsonNode json() {
             try {
                 return Api.JSON.readTree(data);
@@ -60,20 +60,24 @@ public final class SseStream implements AutoCloseable {
     private void read() {
         String name = "message";
         String id = null;
+        String retry = null;
         StringBuilder data = new StringBuilder();
         try {
             for (String line : (Iterable<String>) lines::iterator) {
                 if (line.isEmpty()) {
                     if (data.length() > 0) {
-                        events.add(new Event(name, id, data.toString()));
+                        events.add(new Event(name, id, data.toString(), retry));
                     }
                     name = "message";
                     id = null;
+                    retry = null;
                     data.setLength(0);
                 } else if (line.startsWith("event:")) {
                     name = line.substring(6).trim();
                 } else if (line.startsWith("id:")) {
                     id = line.substring(3).trim();
+                } else if (line.startsWith("retry:")) {
+                    retry = line.substring(6).trim();
                 } else if (line.startsWith("data:")) {
                     data.append(line.substring(5).trim());
                 }
