@@ -9,6 +9,7 @@ import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
@@ -107,8 +108,8 @@ class PushDispatcher {
      * preferences keep this push back ({@code preference}, {@code quiet_hours}), or null. Read from
      * {@link PreferenceCache}, which the worker fills for a whole batch first.
      */
-    /** Reads, in one query, the preferences the {@link #dispatch} of these pushes will need. Never throws. */
-    void prefetchPreferences(List<DeliveryStore.ClaimedPush> pushes, java.util.function.Function<String, NotificationPlans.Plan> plans) {
+    /** Reads, in one query each, the preferences and unread counts the {@link #dispatch} of these pushes will need. Never throws. */
+    void prepare(List<DeliveryStore.ClaimedPush> pushes, java.util.function.Function<String, NotificationPlans.Plan> plans) {
         try {
             java.util.Set<String> users = new java.util.HashSet<>();
             for (DeliveryStore.ClaimedPush push : pushes) {
@@ -124,7 +125,28 @@ class PushDispatcher {
         } catch (RuntimeException e) {
             // each push then reads its own, or goes out as the defaults allow
         }
+        try {
+            // badge "unread": one count query per app for the batch, not one per push
+            Map<String, List<DeliveryStore.ClaimedPush>> badgePushesByApp = new java.util.HashMap<>();
+            for (DeliveryStore.ClaimedPush push : pushes) {
+                NotificationPlans.Plan plan = plans.apply(push.notificationId());
+                if (plan != null && plan.notification.request().badgeUnread()) {
+                    badgePushesByApp.computeIfAbsent(plan.notification.appId(), a -> new java.util.ArrayList<>()).add(push);
+                }
+            }
+            badgePushesByApp.forEach((app, appPushes) -> {
+                List<String> users = appPushes.stream().map(DeliveryStore.ClaimedPush::userId).distinct().toList();
+                Map<String, Long> counts = transactions.executeRead(s -> inbox.unreadCounts(users, app));
+                appPushes.forEach(p -> unreadCounts.put(p.id(), counts.getOrDefault(p.userId(), 0L)));
+            });
+        } catch (RuntimeException e) {
+            // each push then reads its own count
+        }
     }
+
+    /** Unread counts read for a batch, by delivery id, each taken by its push. */
+    private final Map<Long, Long> unreadCounts = com.github.benmanes.caffeine.cache.Caffeine.newBuilder()
+            .expireAfterWrite(Duration.ofSeconds(30)).<Long, Long>build().asMap();
 
     private String refusedByUser(DeliveryStore.ClaimedPush push, NotificationPlans.Plan plan, Instant now) {
         dev.herald.notifications.NotificationRequest request = plan.notification.request();
@@ -148,7 +170,9 @@ class PushDispatcher {
      * included (read as the push leaves, so it is as fresh as it can be).
      */
     private PushContent unreadBadge(DeliveryStore.ClaimedPush push, NotificationPlans.Plan plan) {
-        long unread = transactions.executeRead(status -> inbox.unreadCount(push.userId(), plan.notification.appId()));
+        Long prefetched = unreadCounts.remove(push.id());
+        long unread = prefetched != null ? prefetched
+                : transactions.executeRead(status -> inbox.unreadCount(push.userId(), plan.notification.appId()));
         return plan.notification.request().pushContent(push.locale(), plan.notification.expiresAt(),
                 (int) Math.min(unread, Integer.MAX_VALUE));
     }

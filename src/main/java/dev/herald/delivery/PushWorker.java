@@ -104,7 +104,7 @@ public class PushWorker implements AutoCloseable {
                     capacity.release(claimed.size());
                     throw e;
                 }
-                dispatcher.prefetchPreferences(claimed, byId::get);
+                dispatcher.prepare(claimed, byId::get);
                 for (DeliveryStore.ClaimedPush push : claimed) {
                     NotificationPlans.Plan plan = byId.get(push.notificationId());
                     if (plan == null) {
@@ -164,7 +164,7 @@ public class PushWorker implements AutoCloseable {
                 }
                 continue;
             }
-            dispatcher.prefetchPreferences(chunk, id -> plan);
+            dispatcher.prepare(chunk, id -> plan);
             for (DeliveryStore.ClaimedPush push : chunk) {
                 dispatcher.dispatch(push, plan).thenAccept(settled::add);
             }

@@ -132,6 +132,23 @@ public class InboxStore {
         });
     }
 
+    /** Unread items of the app per user, for the users given (users with none are left out). */
+    public Map<String, Long> unreadCounts(List<String> userIds, String appId) {
+        return jdbc.prepareStatement("""
+                SELECT user_id, count(*) FROM inbox_items
+                WHERE user_id = ANY(?) AND app_id = ? AND read_at IS NULL GROUP BY user_id""", ps -> {
+            ps.setArray(1, ps.getConnection().createArrayOf("text", userIds.toArray()));
+            ps.setString(2, appId);
+            Map<String, Long> counts = new java.util.HashMap<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    counts.put(rs.getString(1), rs.getLong(2));
+                }
+            }
+            return counts;
+        });
+    }
+
     /** Unread items per user (all apps), for the users given. */
     public Map<String, Long> unreadCounts(List<String> userIds) {
         return jdbc.prepareStatement(
