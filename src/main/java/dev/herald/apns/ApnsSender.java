@@ -90,7 +90,7 @@ public class ApnsSender implements PushSender {
         SimpleApnsPushNotification notification = notification(push, ready.bundleId(), payload);
         return ready.guard().call(() -> ready.client().sendNotification(notification)
                 .handle((response, failure) -> failure == null ? outcome(response, push) : new PushResult.Retry("connection", null)),
-                content.kind() == dev.herald.delivery.PushKind.VOIP);
+                content.urgent());
     }
 
     /**

@@ -121,7 +121,7 @@ public class CallService implements AutoCloseable {
                 request.callerId(), request.callerName(), request.video(), request.ringSeconds(), now,
                 now.plusSeconds(request.ringSeconds()), null, null, null);
         return CompletableFuture.supplyAsync(() -> {
-                    boolean present = live.present(List.of(call.callee())).getOrDefault(call.callee(), false);
+                    boolean present = live.presence(List.of(call.callee())).get(call.callee()) != LiveHub.Reach.AWAY;
                     return transactions.executeWrite(status -> store.start(call, devices -> plan(call, devices, present)));
                 }, executor)
                 .thenCompose(startedCall -> {

@@ -28,6 +28,11 @@ public class AppGateways {
         this.apps = apps;
     }
 
+    /** The app as stored, from the same few-seconds cache. */
+    public Optional<AppStore.StoredApp> app(String appId) {
+        return cache.get(appId, apps::find);
+    }
+
     /** The app's email sender address ({@code email.from}), if it has one. */
     public Optional<String> emailFrom(String appId) {
         return cache.get(appId, apps::find).map(a -> a.document().path("email").path("from").asText(null));

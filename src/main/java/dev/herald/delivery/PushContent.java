@@ -30,4 +30,9 @@ public record PushContent(PushKind kind, String title, String body, Map<String, 
             throw new IllegalArgumentException("an alert push needs a title; a push without one is BACKGROUND");
         }
     }
+
+    /** Whether the push rings a call: it goes ahead of waiting notifications (see {@link GatewayGuard}). */
+    public boolean urgent() {
+        return kind == PushKind.VOIP;
+    }
 }

@@ -11,7 +11,6 @@ import dev.herald.inbox.InboxStore;
 import dev.herald.live.LiveEvents;
 import dev.herald.live.LiveHub;
 import io.micronaut.transaction.TransactionOperations;
-import io.micronaut.transaction.support.TransactionSynchronization;
 import dev.herald.preferences.Preferences;
 
 import java.sql.Connection;
@@ -122,8 +121,6 @@ public class Router {
         List<DeliveryStore.UserStep> steps = new ArrayList<>();
         Map<String, InboxStore.Item> stored = new java.util.HashMap<>();
         Map<String, LiveHub.Reach> reach = request.channels().contains(Channel.LIVE) ? live.presence(users) : Map.of();
-        Map<String, Boolean> present = new java.util.HashMap<>();
-        reach.forEach((u, r) -> present.put(u, r != LiveHub.Reach.AWAY));
         if (request.channels().contains(Channel.IN_APP)) {
             List<String> toInbox = users.stream().filter(u -> prefs(saved, u).allows(Channel.IN_APP, category)).toList();
             List<String> withoutSaved = toInbox.stream().filter(u -> !saved.containsKey(u)).toList();
@@ -143,10 +140,10 @@ public class Router {
                         allowed ? null : "preference"));
             }
         }
-        List<String> reached = users.stream().filter(u -> present.getOrDefault(u, false)).toList();
+        List<String> reached = users.stream().filter(u -> reach.getOrDefault(u, LiveHub.Reach.AWAY) != LiveHub.Reach.AWAY).toList();
         if (request.channels().contains(Channel.LIVE)) {
             for (String user : users) {
-                boolean here = present.getOrDefault(user, false);
+                boolean here = reach.getOrDefault(user, LiveHub.Reach.AWAY) != LiveHub.Reach.AWAY;
                 boolean waitsForAck = reach.get(user) == LiveHub.Reach.PRESENT_ACK;
                 steps.add(new DeliveryStore.UserStep(user, Channel.LIVE.wire(), here ? "sent" : "suppressed",
                         here ? (waitsForAck ? DeliveryStore.AWAITING_ACK : null) : "away"));
@@ -235,14 +232,7 @@ public class Router {
                 events.add(() -> live.publish(user, "notification", null, LiveEvents.json(content)));
             }
         }
-        Runnable publish = () -> events.forEach(Runnable::run);
-        transactions.findTransactionStatus().ifPresentOrElse(status -> status.registerSynchronization(
-                new TransactionSynchronization() {
-                    @Override
-                    public void afterCommit() {
-                        publish.run();
-                    }
-                }), publish);
+        AfterCommit.run(transactions, () -> events.forEach(Runnable::run));
     }
 
     private static Preferences prefs(Map<String, Preferences> saved, String user) {

@@ -1,6 +1,7 @@
 package dev.herald.email;
 
 import dev.herald.apps.AppStore;
+import dev.herald.delivery.AppGateways;
 import dev.herald.delivery.Backoff;
 import dev.herald.delivery.DeliveryStore;
 import dev.herald.notifications.NotificationRequest;
@@ -52,7 +53,7 @@ class EmailWorker implements AutoCloseable {
     private final DeliveryStore deliveries;
     private final NotificationStore notifications;
     private final PreferenceStore preferences;
-    private final AppStore apps;
+    private final AppGateways apps;
     private final JavaxEmailSender sender;
     private final MeterRegistry meters;
     private final Clock clock;
@@ -60,7 +61,7 @@ class EmailWorker implements AutoCloseable {
     private final Thread thread;
     private volatile boolean running = true;
 
-    EmailWorker(DeliveryStore deliveries, NotificationStore notifications, PreferenceStore preferences, AppStore apps,
+    EmailWorker(DeliveryStore deliveries, NotificationStore notifications, PreferenceStore preferences, AppGateways apps,
                 JavaxEmailSender sender, MeterRegistry meters, Clock clock,
                 @Value("${herald.email.poll:1s}") Duration poll) {
         this.deliveries = deliveries;
@@ -114,7 +115,7 @@ class EmailWorker implements AutoCloseable {
             return;
         }
         Preferences prefs = preferences.find(email.userId());
-        Optional<AppStore.StoredApp> app = apps.find(email.appId());
+        Optional<AppStore.StoredApp> app = apps.app(email.appId());
         String from = app.map(a -> a.document().path("email").path("from").asText(null)).orElse(null);
         Optional<StoredNotification> notification = notifications.find(email.appId(), email.notificationId());
         if (prefs.email() == null || from == null || notification.isEmpty()) {

@@ -84,7 +84,7 @@ public final class FcmSender implements PushSender {
             result = app.guard().call(() -> {
                 long started = System.nanoTime();
                 return app.send(push).whenComplete((r, e) -> latency.record(System.nanoTime() - started, TimeUnit.NANOSECONDS));
-            }, push.content().kind() == dev.herald.delivery.PushKind.VOIP);
+            }, push.content().urgent());
         } else {
             result = CompletableFuture.completedFuture(new PushResult.Rejected(FcmClient.BadCredentials.REASON));
         }

@@ -4,6 +4,7 @@ import dev.herald.api.ApiException;
 import dev.herald.api.Cursors;
 import dev.herald.api.Page;
 import dev.herald.auth.Caller;
+import dev.herald.delivery.AfterCommit;
 import io.micronaut.core.annotation.Nullable;
 import io.micronaut.http.HttpStatus;
 import io.micronaut.http.annotation.Controller;
@@ -97,14 +98,7 @@ class InboxController {
     @Status(HttpStatus.NO_CONTENT)
     @Operation(summary = "Mark one item read")
     void read(Authentication authentication, @PathVariable String id, @Nullable @QueryValue String installationId) {
-        Caller.User user = Caller.of(authentication).requireUser();
-        checkInstallation(installationId);
-        long itemId = InboxItemView.parseId(id);
-        String app = itemId < 0 ? null : store.markRead(user.userId(), itemId, clock.instant());
-        if (app == null) {
-            throw ApiException.notFound("Inbox item");
-        }
-        afterCommit(() -> sync.changed(user.userId(), List.of(app), installationId));
+        changeItem(authentication, id, installationId, (user, itemId) -> store.markRead(user, itemId, clock.instant()));
     }
 
     @Post("/read-all")
@@ -116,11 +110,11 @@ class InboxController {
         Caller.User user = Caller.of(authentication).requireUser();
         checkApp(app);
         checkInstallation(installationId);
-        List<String> apps = store.readAll(user.userId(), app, clock.instant());
-        if (!apps.isEmpty()) {
-            afterCommit(() -> sync.changed(user.userId(), new java.util.TreeSet<>(apps), installationId));
+        java.util.Map<String, Integer> readByApp = store.readAll(user.userId(), app, clock.instant());
+        if (!readByApp.isEmpty()) {
+            AfterCommit.run(transactions, () -> sync.changed(user.userId(), readByApp.keySet(), installationId));
         }
-        return new Updated(apps.size());
+        return new Updated(readByApp.values().stream().mapToInt(Integer::intValue).sum());
     }
 
     @Delete("/{id}")
@@ -129,25 +123,23 @@ class InboxController {
     @Status(HttpStatus.NO_CONTENT)
     @Operation(summary = "Delete one item")
     void delete(Authentication authentication, @PathVariable String id, @Nullable @QueryValue String installationId) {
+        changeItem(authentication, id, installationId, store::delete);
+    }
+
+    /**
+     * Reads or deletes one of the caller's items ({@code change} answers its app, or null when the user
+     * has no such item: 404), then tells the user's other places once the transaction committed.
+     */
+    private void changeItem(Authentication authentication, String id, String installationId,
+                            java.util.function.BiFunction<String, Long, String> change) {
         Caller.User user = Caller.of(authentication).requireUser();
         checkInstallation(installationId);
         long itemId = InboxItemView.parseId(id);
-        String app = itemId < 0 ? null : store.delete(user.userId(), itemId);
+        String app = itemId < 0 ? null : change.apply(user.userId(), itemId);
         if (app == null) {
             throw ApiException.notFound("Inbox item");
         }
-        afterCommit(() -> sync.changed(user.userId(), List.of(app), installationId));
-    }
-
-    /** Runs once this request's transaction committed. */
-    private void afterCommit(Runnable action) {
-        transactions.findTransactionStatus().ifPresentOrElse(status -> status.registerSynchronization(
-                new io.micronaut.transaction.support.TransactionSynchronization() {
-                    @Override
-                    public void afterCommit() {
-                        action.run();
-                    }
-                }), action);
+        AfterCommit.run(transactions, () -> sync.changed(user.userId(), List.of(app), installationId));
     }
 
     private static long[] position(String position) {

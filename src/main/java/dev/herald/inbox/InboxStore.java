@@ -193,23 +193,23 @@ public class InboxStore {
         });
     }
 
-    /** Marks every unread item of the user (of one app, or all) read; answers the app of each item marked. */
-    public List<String> readAll(String userId, @Nullable String appId, Instant now) {
-        String sql = "UPDATE inbox_items SET read_at = ? WHERE user_id = ? AND read_at IS NULL"
-                + (appId == null ? "" : " AND app_id = ?") + " RETURNING app_id";
+    /** Marks every unread item of the user (of one app, or all) read; answers how many, by app. */
+    public Map<String, Integer> readAll(String userId, @Nullable String appId, Instant now) {
+        String sql = "WITH marked AS (UPDATE inbox_items SET read_at = ? WHERE user_id = ? AND read_at IS NULL"
+                + (appId == null ? "" : " AND app_id = ?") + " RETURNING app_id) SELECT app_id, count(*) FROM marked GROUP BY app_id";
         return jdbc.prepareStatement(sql, ps -> {
             ps.setTimestamp(1, Timestamp.from(now));
             ps.setString(2, userId);
             if (appId != null) {
                 ps.setString(3, appId);
             }
-            List<String> apps = new ArrayList<>();
+            Map<String, Integer> byApp = new java.util.TreeMap<>();
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
-                    apps.add(rs.getString(1));
+                    byApp.put(rs.getString(1), rs.getInt(2));
                 }
             }
-            return apps;
+            return byApp;
         });
     }
 

@@ -132,8 +132,4 @@ class InboxSync implements AutoCloseable {
         executor.shutdownNow();
     }
 
-    /** For tests: the devices with a silent push in their window. */
-    List<String> windows() {
-        return List.copyOf(lastSent.keySet());
-    }
 }

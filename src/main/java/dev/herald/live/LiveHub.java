@@ -133,12 +133,6 @@ public class LiveHub implements AutoCloseable {
         refresh(userId, "api");
     }
 
-    /** Whether each user is present (any node); Redis unreachable: nobody is. */
-    public Map<String, Boolean> present(List<String> userIds) {
-        Map<String, Boolean> present = new HashMap<>();
-        presence(userIds).forEach((u, p) -> present.put(u, p != Reach.AWAY));
-        return present;
-    }
 
     /** How a user can be reached live: away, present, or present only on streams that acknowledge each event. */
     public enum Reach {
@@ -218,15 +212,7 @@ public class LiveHub implements AutoCloseable {
         }));
     }
 
-    /** Whether the user has a stream on this node. */
-    public boolean hasLocal(String userId) {
-        Set<Stream> mine = streams.get(userId);
-        return mine != null && !mine.isEmpty();
-    }
 
-    public int localStreams() {
-        return streams.values().stream().mapToInt(Set::size).sum();
-    }
 
     private void deliver(String userId, String name, String id, String json) {
         Set<Stream> mine = streams.get(userId);

@@ -170,11 +170,7 @@ public class NotificationService {
         Target target = request.target();
         boolean routeNow = request.sendAt() == null && target.kind() != Target.Kind.TAGS
                 && target.ids().size() <= ROUTE_WHILE_ACCEPTING;
-        int recipients = switch (target.kind()) {
-            case USERS -> target.ids().size();
-            case DEVICES -> deliveries.countDevices(key.appId(), target.ids());
-            case TAGS -> deliveries.countTagged(key.appId(), target.ids());
-        };
+        int recipients = recipients(key.appId(), target);
         String status = request.sendAt() == null ? "routing" : "scheduled";
         notifications.insert(id, key.appId(), key.test(), body, status, recipients, routeNow, sendAt, expiresAt, now);
         List<DeliveryStore.ClaimedPush> leased = List.of();
@@ -198,13 +194,19 @@ public class NotificationService {
     public String acceptFromHerald(String appId, boolean test, JsonNode body, Instant now) {
         NotificationRequest request = NotificationRequests.parse(body, now);
         String id = newId();
-        int recipients = request.target().kind() == Target.Kind.USERS ? request.target().ids().size()
-                : request.target().kind() == Target.Kind.DEVICES ? deliveries.countDevices(appId, request.target().ids())
-                : deliveries.countTagged(appId, request.target().ids());
-        notifications.insert(id, appId, test, body, "routing", recipients, false, now,
+        notifications.insert(id, appId, test, body, "routing", recipients(appId, request.target()), false, now,
                 now.plusSeconds(request.ttlSeconds()), now);
         deliveries.insertJob(id, now);
         return id;
+    }
+
+    /** How many users the target names, or for devices and tags how many devices of the app match. */
+    private int recipients(String appId, Target target) {
+        return switch (target.kind()) {
+            case USERS -> target.ids().size();
+            case DEVICES -> deliveries.countDevices(appId, target.ids());
+            case TAGS -> deliveries.countTagged(appId, target.ids());
+        };
     }
 
     /**
