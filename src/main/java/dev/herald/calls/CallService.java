@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.herald.api.ApiException;
+import dev.herald.stats.StatsCounter;
 import dev.herald.api.JsonBodies;
 import dev.herald.auth.Caller;
 import dev.herald.delivery.AppGateways;
@@ -66,6 +67,8 @@ public class CallService implements AutoCloseable {
     private final WorkSignals signals;
     private final LiveHub live;
     private final AppGateways gateways;
+    private final dev.herald.webhooks.WebhookStore webhooks;
+    private final StatsCounter stats;
     private final TransactionOperations<Connection> transactions;
     private final MeterRegistry meters;
     private final Clock clock;
@@ -77,7 +80,9 @@ public class CallService implements AutoCloseable {
     private final Timer acknowledged;
 
     CallService(CallStore store, CallRinger ringer, DeliveryStore deliveries, NotificationService notifications,
-                WorkSignals signals, LiveHub live, AppGateways gateways, TransactionOperations<Connection> transactions,
+                WorkSignals signals, LiveHub live, AppGateways gateways, dev.herald.webhooks.WebhookStore webhooks,
+                StatsCounter stats,
+                TransactionOperations<Connection> transactions,
                 MeterRegistry meters, Clock clock, JsonBodies bodies, @Value("${herald.calls.threads:8}") int threads) {
         this.store = store;
         this.ringer = ringer;
@@ -86,6 +91,8 @@ public class CallService implements AutoCloseable {
         this.signals = signals;
         this.live = live;
         this.gateways = gateways;
+        this.webhooks = webhooks;
+        this.stats = stats;
         this.transactions = transactions;
         this.meters = meters;
         this.clock = clock;
@@ -188,16 +195,18 @@ public class CallService implements AutoCloseable {
         Map<Integer, CallStore.Route> bySeq = new LinkedHashMap<>();
         started.routes().forEach(r -> bySeq.put(r.seq(), r));
         List<CallStore.Route> changed = new ArrayList<>();
-        List<CallStore.DeadVoipToken> deadVoip = new ArrayList<>();
+        List<DeliveryStore.DeadToken> deadVoip = new ArrayList<>();
         List<DeliveryStore.DeadToken> deadPush = new ArrayList<>();
         for (int i = 0; i < sent.size(); i++) {
             CallStore.Route route = sent.get(i);
             CallRinger.Outcome outcome = outcomes.get(i);
             if (outcome.tokenDead()) {
                 if ("voip".equals(route.channel())) {
-                    deadVoip.add(new CallStore.DeadVoipToken(route.installationId(), route.token(), outcome.deadSince()));
+                    deadVoip.add(new DeliveryStore.DeadToken(route.installationId(), route.token(), outcome.deadSince(),
+                            outcome.reason()));
                 } else {
-                    deadPush.add(new DeliveryStore.DeadToken(route.installationId(), route.token(), outcome.deadSince()));
+                    deadPush.add(new DeliveryStore.DeadToken(route.installationId(), route.token(), outcome.deadSince(),
+                            outcome.reason()));
                 }
             }
             CallStore.Route updated = route.withOutcome(outcome.status(), outcome.reason(), outcome.tokenDead());
@@ -213,13 +222,15 @@ public class CallService implements AutoCloseable {
                     store.recordRung(call.appId(), call.callId(), changed, now);
                 }
                 if (!deadVoip.isEmpty()) {
-                    store.clearDeadVoipTokens(deadVoip, now);
+                    deliveries.clearDeadTokens(deadVoip, true, now);
                 }
                 if (!deadPush.isEmpty()) {
                     deliveries.clearDeadTokens(deadPush, now);
                 }
+                stats.add(call.appId(), StatsCounter.CALL, routes.stream().anyMatch(r -> "sent".equals(r.status()))
+                        ? "rang" : "not_rung", null, now);
                 if (webhook) {
-                    store.addWebhookEvent(call.appId(), "call.routed", event(call, routes, false, null), now);
+                    webhooks.append(call.appId(), "call.routed", "call:" + call.callId(), event(call, routes, false, null), now);
                 }
                 return null;
             });
@@ -285,8 +296,9 @@ public class CallService implements AutoCloseable {
             try {
                 transactions.executeWrite(status -> {
                     store.recordEnded(call.appId(), call.callId(), all, now);
+                    stats.add(call.appId(), StatsCounter.CALL, "ended", call.endReason(), now);
                     if (webhook) {
-                        store.addWebhookEvent(call.appId(), "call.ended", event(call, all, true, call.endReason()), now);
+                        webhooks.append(call.appId(), "call.ended", "call:" + call.callId(), event(call, all, true, call.endReason()), now);
                     }
                     return null;
                 });

@@ -304,40 +304,6 @@ class CallStore {
         });
     }
 
-    /** Clears VoIP tokens the gateway called dead, unless the device registered again since (compare-and-clear). */
-    int clearDeadVoipTokens(Collection<DeadVoipToken> dead, Instant now) {
-        return jdbc.prepareStatement("""
-                UPDATE devices SET voip_token = NULL, voip_token_updated_at = ?
-                WHERE installation_id = ? AND md5(voip_token) = md5(?) AND voip_token = ? AND last_seen_at <= ?""", ps -> {
-            for (DeadVoipToken d : dead) {
-                ps.setTimestamp(1, Timestamp.from(now));
-                ps.setString(2, d.installationId());
-                ps.setString(3, d.token());
-                ps.setString(4, d.token());
-                ps.setTimestamp(5, Timestamp.from(d.invalidSince()));
-                ps.addBatch();
-            }
-            int cleared = 0;
-            for (int n : ps.executeBatch()) {
-                cleared += Math.max(n, 0);
-            }
-            return cleared;
-        });
-    }
-
-    record DeadVoipToken(String installationId, String token, Instant invalidSince) {
-    }
-
-    /** Appends an event for the app's webhook. */
-    void addWebhookEvent(String appId, String type, String dataJson, Instant now) {
-        jdbc.prepareStatement("INSERT INTO webhook_events (app_id, type, data, created_at) VALUES (?, ?, ?::jsonb, ?)", ps -> {
-            ps.setString(1, appId);
-            ps.setString(2, type);
-            ps.setString(3, dataJson);
-            ps.setTimestamp(4, Timestamp.from(now));
-            return ps.executeUpdate();
-        });
-    }
 
     /** Forgets calls that ended before {@code before}; answers how many. */
     int deleteEndedBefore(Instant before, int limit) {

@@ -696,37 +696,55 @@ public class DeliveryStore {
     }
 
     /** A token a gateway called dead, as of {@code invalidSince}. */
-    public record DeadToken(String installationId, String token, Instant invalidSince) {
+    public record DeadToken(String installationId, String token, Instant invalidSince, String reason) {
     }
 
     /**
-     * Clears each token from its device unless it changed or was registered again after the gateway's
-     * invalidation time (compare-and-clear); answers the installations whose token was cleared.
+     * Clears each alert token from its device unless it changed or was registered again after the
+     * gateway's invalidation time (compare-and-clear); answers the installations whose token was cleared.
      */
     @Transactional
     public List<String> clearDeadTokens(Collection<DeadToken> dead, Instant now) {
+        return clearDeadTokens(dead, false, now);
+    }
+
+    /**
+     * As {@link #clearDeadTokens(Collection, Instant)}, for VoIP tokens when {@code voip}; each token
+     * cleared is counted in the statistics and told to the app's webhook ({@code device.unregistered}).
+     */
+    @Transactional
+    public List<String> clearDeadTokens(Collection<DeadToken> dead, boolean voip, Instant now) {
+        String column = voip ? "voip_token" : "push_token";
+        String kind = voip ? "voip" : "push";
         int n = dead.size();
         String[] installations = new String[n];
         String[] tokens = new String[n];
         Timestamp[] since = new Timestamp[n];
+        String[] reasons = new String[n];
         int i = 0;
         for (DeadToken d : dead) {
             installations[i] = d.installationId();
             tokens[i] = d.token();
             since[i] = Timestamp.from(d.invalidSince());
+            reasons[i] = d.reason();
             i++;
         }
         return jdbc.prepareStatement("""
-                UPDATE devices d SET push_token = NULL, push_token_updated_at = ?
-                FROM unnest(?::text[], ?::text[], ?::timestamptz[]) AS u(installation_id, token, since)
-                WHERE d.installation_id = u.installation_id AND md5(d.push_token) = md5(u.token)
-                  AND d.push_token = u.token AND d.last_seen_at <= u.since
-                RETURNING d.installation_id""", ps -> {
+                WITH cleared AS (
+                    UPDATE devices d SET %1$s = NULL, %1$s_updated_at = ?
+                    FROM unnest(?::text[], ?::text[], ?::timestamptz[], ?::text[]) AS u(installation_id, token, since, reason)
+                    WHERE d.installation_id = u.installation_id AND md5(d.%1$s) = md5(u.token)
+                      AND d.%1$s = u.token AND d.last_seen_at <= u.since
+                    RETURNING d.installation_id, d.user_id, d.app_id, d.platform, u.reason)
+                """.formatted(column) + dev.herald.webhooks.WebhookStore.UNREGISTERED_EVENTS.formatted(kind)
+                + dev.herald.stats.StatsCounter.TOKENS_REMOVED.formatted(kind) + """
+                SELECT installation_id FROM cleared""", ps -> {
             Connection c = ps.getConnection();
             ps.setTimestamp(1, Timestamp.from(now));
             ps.setArray(2, c.createArrayOf("text", installations));
             ps.setArray(3, c.createArrayOf("text", tokens));
             ps.setArray(4, c.createArrayOf("timestamptz", since));
+            ps.setArray(5, c.createArrayOf("text", reasons));
             List<String> cleared = new ArrayList<>();
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {

@@ -193,7 +193,7 @@ class PushDispatcher {
         if (result instanceof PushResult.TokenInvalid invalid) {
             return settled(push, appId, "failed", invalid.reason(), null,
                     new DeliveryStore.DeadToken(push.installationId(), push.token(),
-                            invalid.invalidSince() == null ? now : invalid.invalidSince()));
+                            invalid.invalidSince() == null ? now : invalid.invalidSince(), invalid.reason()));
         }
         PushResult.Retry retry = (PushResult.Retry) result;
         Instant next = now.plus(Backoff.after(push.attempts(), retry.retryAfter()));

@@ -1,17 +1,13 @@
 package dev.herald.notifications;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import dev.herald.api.ApiException;
 import dev.herald.api.Cursors;
 import dev.herald.api.Page;
-import dev.herald.api.ProblemType;
-import dev.herald.apns.ApnsPayloads;
 import dev.herald.api.JsonBodies;
 import dev.herald.auth.Caller;
 import dev.herald.auth.Scope;
 import dev.herald.delivery.DeliveryStore;
 import dev.herald.delivery.DeliveryView;
-import dev.herald.fcm.FcmPayloads;
 import io.micronaut.core.annotation.Nullable;
 import io.micronaut.http.HttpResponse;
 import io.micronaut.http.HttpStatus;
@@ -38,7 +34,6 @@ import io.swagger.v3.oas.annotations.parameters.RequestBody;
 import io.swagger.v3.oas.annotations.tags.Tag;
 
 import java.time.Clock;
-import java.time.Instant;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -51,20 +46,18 @@ import java.util.regex.Pattern;
 class NotificationController {
 
     private static final Pattern NOTIFICATION_ID = Pattern.compile("ntf_[0-9a-f]{32}");
-    /** Printable ASCII, as Stripe's keys: a UUID or anything the caller derives from its own ids. */
-    private static final Pattern IDEMPOTENCY_KEY = Pattern.compile("[\\x21-\\x7e]{1,255}");
 
     private final NotificationService service;
-    private final AcceptWriter writer;
+    private final NotificationIntake intake;
     private final NotificationStore store;
     private final DeliveryStore deliveries;
     private final JsonBodies bodies;
     private final Clock clock;
     private final MeterRegistry meters;
 
-    NotificationController(NotificationService service, AcceptWriter writer, NotificationStore store,
+    NotificationController(NotificationService service, NotificationIntake intake, NotificationStore store,
                            DeliveryStore deliveries, JsonBodies bodies, Clock clock, MeterRegistry meters) {
-        this.writer = writer;
+        this.intake = intake;
         this.service = service;
         this.store = store;
         this.deliveries = deliveries;
@@ -81,21 +74,9 @@ class NotificationController {
             @RequestBody(content = @Content(schema = @Schema(ref = "https://herald.dev/schema/notification-request.schema.json")))
             @Body byte[] body) {
         Caller.AppKey key = Caller.of(authentication).requireScope(Scope.SEND);
-        if (idempotencyKey != null && !IDEMPOTENCY_KEY.matcher(idempotencyKey).matches()) {
-            throw ApiException.invalid("Idempotency-Key", "must be 1 to 255 printable ASCII characters");
-        }
-        JsonNode node = bodies.validate(body, "notification-request");
-        Instant now = clock.instant();
-        NotificationRequest request = NotificationRequests.parse(node, now);
-        checkPayloadSizes(request, now);
-        return writer.submit(new NotificationService.Incoming(key, node, request, idempotencyKey, now)).thenApply(accepted -> {
-            if (!accepted.replay()) {
-                meters.counter("herald.notifications.accepted", "app", key.appId(),
-                        "target", request.target().kind().wire()).increment();
-            }
-            return HttpResponse.<NotificationViews.AcceptedView>status(HttpStatus.ACCEPTED)
-                    .body(new NotificationViews.AcceptedView(accepted.id(), accepted.status(), accepted.recipients()));
-        });
+        return intake.accept(key, body, idempotencyKey, "Idempotency-Key").thenApply(accepted ->
+                HttpResponse.<NotificationViews.AcceptedView>status(HttpStatus.ACCEPTED)
+                        .body(new NotificationViews.AcceptedView(accepted.id(), accepted.status(), accepted.recipients())));
     }
 
     @Get("/{id}")
@@ -146,21 +127,6 @@ class NotificationController {
     private static void checkId(String id) {
         if (!NOTIFICATION_ID.matcher(id).matches()) {
             throw ApiException.notFound("Notification");
-        }
-    }
-
-    /** 413 when any recipient's APNs or FCM payload would be over the gateway's limit. */
-    private static void checkPayloadSizes(NotificationRequest request, Instant now) {
-        Instant expiresAt = now.plusSeconds(request.ttlSeconds());
-        int apns = ApnsPayloads.size(request.largestPush(ApnsPayloads::size, expiresAt));
-        if (apns > ApnsPayloads.MAX_PAYLOAD_BYTES) {
-            throw new ApiException(ProblemType.PAYLOAD_TOO_LARGE, "The APNs payload would be " + apns
-                    + " bytes; APNs takes at most " + ApnsPayloads.MAX_PAYLOAD_BYTES, List.of(), Map.of());
-        }
-        int fcm = FcmPayloads.size(request.largestPush(FcmPayloads::size, expiresAt));
-        if (fcm > FcmPayloads.MAX_PAYLOAD_BYTES) {
-            throw new ApiException(ProblemType.PAYLOAD_TOO_LARGE, "The FCM payload would be " + fcm
-                    + " bytes; FCM takes at most " + FcmPayloads.MAX_PAYLOAD_BYTES, List.of(), Map.of());
         }
     }
 }

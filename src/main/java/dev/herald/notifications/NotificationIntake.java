@@ -1,0 +1,81 @@
+package dev.herald.notifications;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.herald.api.ApiException;
+import dev.herald.api.JsonBodies;
+import dev.herald.api.ProblemType;
+import dev.herald.apns.ApnsPayloads;
+import dev.herald.auth.Caller;
+import dev.herald.fcm.FcmPayloads;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micronaut.core.annotation.Nullable;
+import jakarta.inject.Singleton;
+
+import java.time.Clock;
+import java.time.Instant;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.regex.Pattern;
+
+/**
+ * Accepting a notification, wherever it came from ({@code POST /v1/notifications} or the Redis stream
+ * {@code herald:requests}): the same validation, the same 413 for payloads a gateway would refuse, the
+ * same idempotency, and a future that completes once the notification is committed. Refusals are
+ * {@link ApiException}s, thrown before anything is stored or completing the future.
+ */
+@Singleton
+public class NotificationIntake {
+
+    /** Printable ASCII, as Stripe's keys: a UUID or anything the caller derives from its own ids. */
+    private static final Pattern IDEMPOTENCY_KEY = Pattern.compile("[\\x21-\\x7e]{1,255}");
+
+    private final AcceptWriter writer;
+    private final JsonBodies bodies;
+    private final Clock clock;
+    private final MeterRegistry meters;
+
+    NotificationIntake(AcceptWriter writer, JsonBodies bodies, Clock clock, MeterRegistry meters) {
+        this.writer = writer;
+        this.bodies = bodies;
+        this.clock = clock;
+        this.meters = meters;
+    }
+
+    /**
+     * Validates and stores one notification of the key's app; {@code idempotencyField} names the
+     * idempotency key in errors (a header over HTTP, a field in a stream entry).
+     */
+    public CompletableFuture<NotificationService.Accepted> accept(Caller.AppKey key, byte[] body,
+                                                                  @Nullable String idempotencyKey, String idempotencyField) {
+        if (idempotencyKey != null && !IDEMPOTENCY_KEY.matcher(idempotencyKey).matches()) {
+            throw ApiException.invalid(idempotencyField, "must be 1 to 255 printable ASCII characters");
+        }
+        JsonNode node = bodies.validate(body, "notification-request");
+        Instant now = clock.instant();
+        NotificationRequest request = NotificationRequests.parse(node, now);
+        checkPayloadSizes(request, now);
+        return writer.submit(new NotificationService.Incoming(key, node, request, idempotencyKey, now)).thenApply(accepted -> {
+            if (!accepted.replay()) {
+                meters.counter("herald.notifications.accepted", "app", key.appId(),
+                        "target", request.target().kind().wire()).increment();
+            }
+            return accepted;
+        });
+    }
+
+    /** 413 when any recipient's APNs or FCM payload would be over the gateway's limit. */
+    private static void checkPayloadSizes(NotificationRequest request, Instant now) {
+        Instant expiresAt = now.plusSeconds(request.ttlSeconds());
+        int apns = ApnsPayloads.size(request.largestPush(ApnsPayloads::size, expiresAt));
+        if (apns > ApnsPayloads.MAX_PAYLOAD_BYTES) {
+            throw new ApiException(ProblemType.PAYLOAD_TOO_LARGE, "The APNs payload would be " + apns
+                    + " bytes; APNs takes at most " + ApnsPayloads.MAX_PAYLOAD_BYTES, List.of(), Map.of());
+        }
+        int fcm = FcmPayloads.size(request.largestPush(FcmPayloads::size, expiresAt));
+        if (fcm > FcmPayloads.MAX_PAYLOAD_BYTES) {
+            throw new ApiException(ProblemType.PAYLOAD_TOO_LARGE, "The FCM payload would be " + fcm
+                    + " bytes; FCM takes at most " + FcmPayloads.MAX_PAYLOAD_BYTES, List.of(), Map.of());
+        }
+    }
+}
