@@ -93,6 +93,7 @@ class QueueIntake implements AutoCloseable {
 
     private void loop() {
         long lastClaim = 0;
+        long lastWarning = System.nanoTime() - TimeUnit.MINUTES.toNanos(2);
         boolean ownPending = true;
         while (running) {
             try {
@@ -128,8 +129,10 @@ class QueueIntake implements AutoCloseable {
                 }
                 if (e.getMessage() != null && e.getMessage().contains("NOGROUP")) {
                     connection = null; // the stream was deleted: create the group again
-                } else {
-                    LOG.warn("Reading {} failed; trying again in 1 s: {}", STREAM, e.toString());
+                } else if (System.nanoTime() - lastWarning > TimeUnit.MINUTES.toNanos(1)) {
+                    // Redis away: said once a minute, not every second
+                    lastWarning = System.nanoTime();
+                    LOG.warn("Reading {} failed; trying again every second: {}", STREAM, e.toString());
                 }
                 ownPending = true;
                 if (!pause(Duration.ofSeconds(1))) {
