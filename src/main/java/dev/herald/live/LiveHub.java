@@ -4,10 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.herald.api.JsonBodies;
 import io.lettuce.core.Range;
-import io.lettuce.core.RedisClient;
 import io.lettuce.core.RedisFuture;
-import io.lettuce.core.api.StatefulRedisConnection;
-import io.lettuce.core.api.async.RedisAsyncCommands;
 import io.lettuce.core.pubsub.RedisPubSubAdapter;
 import io.lettuce.core.pubsub.StatefulRedisPubSubConnection;
 import io.micronaut.context.annotation.Value;
@@ -60,8 +57,8 @@ public class LiveHub implements AutoCloseable {
     private final String node = UUID.randomUUID().toString().substring(0, 12);
     private final Map<String, Set<Stream>> streams = new ConcurrentHashMap<>();
     private final AtomicLong streamIds = new AtomicLong();
-    private final RedisAsyncCommands<String, String> redis;
-    private final RedisClient client;
+    private final io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands<String, String> redis;
+    private final dev.herald.redis.Redis client;
     private volatile StatefulRedisPubSubConnection<String, String> subscription;
     private final ObjectMapper mapper;
     private final Clock clock;
@@ -77,9 +74,9 @@ public class LiveHub implements AutoCloseable {
     record Stream(String id, String userId, Sinks.Many<Event<String>> sink) {
     }
 
-    LiveHub(StatefulRedisConnection<String, String> connection, RedisClient client, JsonBodies bodies, Clock clock,
+    LiveHub(dev.herald.redis.Redis client, JsonBodies bodies, Clock clock,
             @Value("${herald.stream.ping:30s}") Duration ping) {
-        this.redis = connection.async();
+        this.redis = client.async();
         this.mapper = bodies.mapper();
         this.clock = clock;
         this.ping = ping;

@@ -8,14 +8,13 @@ import dev.herald.auth.Scope;
 import dev.herald.auth.Secrets;
 import io.lettuce.core.Consumer;
 import io.lettuce.core.RedisBusyException;
-import io.lettuce.core.RedisClient;
 import io.lettuce.core.StreamMessage;
 import io.lettuce.core.XAddArgs;
 import io.lettuce.core.XAutoClaimArgs;
 import io.lettuce.core.XGroupCreateArgs;
 import io.lettuce.core.XReadArgs;
-import io.lettuce.core.api.StatefulRedisConnection;
-import io.lettuce.core.api.sync.RedisCommands;
+import io.lettuce.core.cluster.api.sync.RedisClusterCommands;
+import dev.herald.redis.Redis;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micronaut.context.annotation.Context;
 import io.micronaut.context.annotation.Requires;
@@ -63,7 +62,7 @@ class QueueIntake implements AutoCloseable {
 
     private final NotificationIntake intake;
     private final ApiKeyStore keys;
-    private final RedisClient client;
+    private final Redis client;
     private final MeterRegistry meters;
     private final Duration claimAfter;
     private final Duration block;
@@ -71,9 +70,9 @@ class QueueIntake implements AutoCloseable {
     private final Thread thread;
     private volatile boolean running = true;
     private final dev.herald.delivery.WorkSignal stopping = new dev.herald.delivery.WorkSignal();
-    private volatile StatefulRedisConnection<String, String> connection;
+    private volatile Redis.Dedicated connection;
 
-    QueueIntake(NotificationIntake intake, ApiKeyStore keys, RedisClient client, MeterRegistry meters,
+    QueueIntake(NotificationIntake intake, ApiKeyStore keys, Redis client, MeterRegistry meters,
                 @Value("${herald.intake.claim-after:30s}") Duration claimAfter,
                 @Value("${herald.intake.block:1s}") Duration block) {
         this.intake = intake;
@@ -97,7 +96,7 @@ class QueueIntake implements AutoCloseable {
         boolean ownPending = true;
         while (running) {
             try {
-                RedisCommands<String, String> redis = redis();
+                RedisClusterCommands<String, String> redis = redis();
                 List<StreamMessage<String, String>> entries;
                 if (ownPending) {
                     // entries this consumer read but did not acknowledge (the database was away)
@@ -143,8 +142,8 @@ class QueueIntake implements AutoCloseable {
     }
 
     /** The intake's own connection, with the consumer group made sure of. */
-    private RedisCommands<String, String> redis() {
-        StatefulRedisConnection<String, String> c = connection;
+    private RedisClusterCommands<String, String> redis() {
+        Redis.Dedicated c = connection;
         if (c == null || !c.isOpen()) {
             if (c != null) {
                 c.close();
@@ -165,7 +164,7 @@ class QueueIntake implements AutoCloseable {
      * Accepts a batch of entries (together, so they share commits); acknowledges the stored and the
      * dead-lettered ones. Answers true when some were left pending because the database was unavailable.
      */
-    private boolean handle(RedisCommands<String, String> redis, List<StreamMessage<String, String>> entries) {
+    private boolean handle(RedisClusterCommands<String, String> redis, List<StreamMessage<String, String>> entries) {
         List<String> done = new ArrayList<>();
         List<Map.Entry<StreamMessage<String, String>, CompletableFuture<NotificationService.Accepted>>> waiting = new ArrayList<>();
         for (StreamMessage<String, String> entry : entries) {
@@ -249,7 +248,7 @@ class QueueIntake implements AutoCloseable {
         return reason.toString();
     }
 
-    private void dead(RedisCommands<String, String> redis, StreamMessage<String, String> entry, String reason) {
+    private void dead(RedisClusterCommands<String, String> redis, StreamMessage<String, String> entry, String reason) {
         Map<String, String> fields = new LinkedHashMap<>();
         fields.put("reason", reason);
         fields.put("entry", entry.getId());
@@ -288,7 +287,7 @@ class QueueIntake implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-        StatefulRedisConnection<String, String> c = connection;
+        Redis.Dedicated c = connection;
         if (c != null) {
             c.close();
         }

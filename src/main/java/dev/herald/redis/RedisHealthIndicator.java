@@ -1,6 +1,5 @@
 package dev.herald.redis;
 
-import io.lettuce.core.api.StatefulRedisConnection;
 import io.micronaut.health.HealthStatus;
 import io.micronaut.management.health.indicator.HealthIndicator;
 import io.micronaut.management.health.indicator.HealthResult;
@@ -16,9 +15,9 @@ import java.time.Duration;
 @Readiness
 class RedisHealthIndicator implements HealthIndicator {
 
-    private final StatefulRedisConnection<String, String> redis;
+    private final Redis redis;
 
-    RedisHealthIndicator(StatefulRedisConnection<String, String> redis) {
+    RedisHealthIndicator(Redis redis) {
         this.redis = redis;
     }
 

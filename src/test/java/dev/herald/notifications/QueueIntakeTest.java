@@ -5,10 +5,8 @@ import dev.herald.support.Fixtures;
 import dev.herald.support.GatewayTest;
 import dev.herald.support.Sql;
 import io.lettuce.core.Consumer;
-import io.lettuce.core.RedisClient;
 import io.lettuce.core.StreamMessage;
 import io.lettuce.core.XReadArgs;
-import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.api.sync.RedisCommands;
 import io.micronaut.test.extensions.junit5.annotation.MicronautTest;
 import jakarta.inject.Inject;
@@ -36,10 +34,9 @@ class QueueIntakeTest extends GatewayTest {
     private static final Duration DEADLINE = Duration.ofSeconds(30);
 
     @Inject
-    RedisClient client;
+    dev.herald.redis.Redis client;
 
-    @Inject
-    StatefulRedisConnection<String, String> connection;
+    private dev.herald.redis.Redis.Dedicated connection;
 
     @Inject
     Sql sql;
@@ -50,7 +47,10 @@ class QueueIntakeTest extends GatewayTest {
     }
 
     private RedisCommands<String, String> redis() {
-        return connection.sync();
+        if (connection == null) {
+            connection = client.connect();
+        }
+        return (RedisCommands<String, String>) connection.sync();
     }
 
     private String iphone(String installationId) {
@@ -145,8 +145,8 @@ class QueueIntakeTest extends GatewayTest {
     void entriesADeadConsumerLeftPendingAreTakenOver() {
         String installation = "iphone-ghost-" + tenant.userId();
         String token = iphone(installation);
-        try (StatefulRedisConnection<String, String> ghost = client.connect()) {
-            RedisCommands<String, String> g = ghost.sync();
+        try (dev.herald.redis.Redis.Dedicated ghost = client.connect()) {
+            RedisCommands<String, String> g = (RedisCommands<String, String>) ghost.sync();
             // appended and read by a consumer that then dies, in one transaction so that Herald's own
             // blocked read cannot take the entries first
             g.multi();

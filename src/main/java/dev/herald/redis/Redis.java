@@ -1,0 +1,81 @@
+package dev.herald.redis;
+
+import io.lettuce.core.RedisClient;
+import io.lettuce.core.api.StatefulConnection;
+import io.lettuce.core.cluster.RedisClusterClient;
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
+import io.lettuce.core.cluster.api.sync.RedisClusterCommands;
+import io.lettuce.core.pubsub.StatefulRedisPubSubConnection;
+
+/**
+ * Herald's Redis, a single server (or Sentinel-managed primary) or a Redis Cluster, behind the commands
+ * both have in common. One shared connection (lettuce connections are thread-safe and pipeline concurrent
+ * commands); dedicated connections for work that blocks (the queue intake's reads) or subscribes (live
+ * hand-off). On a Cluster every command names one key, and every per-user key carries its hash tag, so
+ * nothing Herald sends crosses slots; pub/sub messages are broadcast by the cluster to every node.
+ */
+public final class Redis implements AutoCloseable {
+
+    /** A connection of its own, and its synchronous commands. */
+    public record Dedicated(StatefulConnection<String, String> connection, RedisClusterCommands<String, String> sync)
+            implements AutoCloseable {
+        public boolean isOpen() {
+            return connection.isOpen();
+        }
+
+        @Override
+        public void close() {
+            connection.close();
+        }
+    }
+
+    private final RedisClient single;
+    private final RedisClusterClient cluster;
+    private final StatefulConnection<String, String> shared;
+    private final RedisClusterAsyncCommands<String, String> async;
+
+    Redis(RedisClient single) {
+        this.single = single;
+        this.cluster = null;
+        var connection = single.connect();
+        this.shared = connection;
+        this.async = connection.async();
+    }
+
+    Redis(RedisClusterClient cluster) {
+        this.single = null;
+        this.cluster = cluster;
+        var connection = cluster.connect();
+        this.shared = connection;
+        this.async = connection.async();
+    }
+
+    /** The shared connection's asynchronous commands. */
+    public RedisClusterAsyncCommands<String, String> async() {
+        return async;
+    }
+
+    public boolean isCluster() {
+        return cluster != null;
+    }
+
+    /** A new connection for one user's exclusive use; the caller closes it. */
+    public Dedicated connect() {
+        if (cluster != null) {
+            var c = cluster.connect();
+            return new Dedicated(c, c.sync());
+        }
+        var c = single.connect();
+        return new Dedicated(c, c.sync());
+    }
+
+    /** A new publish/subscribe connection; the caller closes it. */
+    public StatefulRedisPubSubConnection<String, String> connectPubSub() {
+        return cluster != null ? cluster.connectPubSub() : single.connectPubSub();
+    }
+
+    @Override
+    public void close() {
+        shared.close();
+    }
+}
