@@ -1,5 +1,7 @@
 package dev.herald.apps;
 
+import dev.herald.auth.SecretBox;
+
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -15,23 +17,30 @@ import java.sql.Types;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 
 /**
- * Apps in PostgreSQL. The document is kept as sent, secrets included, and never leaves this package
- * except as an {@link AppView} (which has no secret fields) or to the gateway clients.
+ * Apps in PostgreSQL. The document is kept as sent, except that its secret fields ({@link #SECRETS}) are
+ * sealed with the {@link SecretBox} (AES-GCM under the master key) before they reach the database and
+ * opened when read; it never leaves this package except as an {@link AppView} (which has no secret
+ * fields) or to the gateway clients.
  */
 @Singleton
 public class AppStore {
 
     private static final String[] BLOCKS = {"apns", "fcm", "email", "webhook"};
+    /** The secret field of each block that has one. */
+    static final Map<String, String> SECRETS = Map.of("apns", "privateKey", "fcm", "serviceAccount", "webhook", "secret");
 
     private final JdbcOperations jdbc;
     private final ObjectMapper mapper;
+    private final SecretBox box;
 
-    AppStore(JdbcOperations jdbc, JsonBodies bodies) {
+    AppStore(JdbcOperations jdbc, JsonBodies bodies, SecretBox box) {
         this.jdbc = jdbc;
         this.mapper = bodies.mapper();
+        this.box = box;
     }
 
     /** An app as stored: {@code document} holds {@code id, name, apns?, fcm?, email?, webhook?, syncBadges?}. */
@@ -95,7 +104,8 @@ public class AppStore {
         ps.setString(first, document.path("name").asText());
         for (int i = 0; i < BLOCKS.length; i++) {
             var block = document.get(BLOCKS[i]);
-            ps.setObject(first + 1 + i, block == null || block.isNull() ? null : write(block), Types.OTHER);
+            ps.setObject(first + 1 + i, block == null || block.isNull() ? null
+                    : write(sealed(document.path("id").asText(), BLOCKS[i], block)), Types.OTHER);
         }
         ps.setBoolean(first + 5, document.path("syncBadges").asBoolean(false));
     }
@@ -110,7 +120,7 @@ public class AppStore {
                 for (int i = 0; i < BLOCKS.length; i++) {
                     String json = rs.getString(3 + i);
                     if (json != null) {
-                        document.set(BLOCKS[i], parse(json));
+                        document.set(BLOCKS[i], opened(rs.getString(1), BLOCKS[i], parse(json)));
                     }
                 }
                 document.put("syncBadges", rs.getBoolean(7));
@@ -118,6 +128,77 @@ public class AppStore {
             }
         }
         return out;
+    }
+
+    /** The block with its secret field sealed (a JSON value is sealed as its text). */
+    private com.fasterxml.jackson.databind.JsonNode sealed(String appId, String name, com.fasterxml.jackson.databind.JsonNode block) {
+        String field = SECRETS.get(name);
+        com.fasterxml.jackson.databind.JsonNode secret = field == null ? null : block.get(field);
+        if (secret == null || secret.isNull() || !(block instanceof ObjectNode object)) {
+            return block;
+        }
+        String text = secret.isTextual() ? secret.asText() : write(secret);
+        ObjectNode copy = object.deepCopy();
+        copy.put(field, box.seal(text, context(appId, name, field)));
+        return copy;
+    }
+
+    /** The block as stored, its secret field opened. */
+    private com.fasterxml.jackson.databind.JsonNode opened(String appId, String name, com.fasterxml.jackson.databind.JsonNode block) {
+        String field = SECRETS.get(name);
+        com.fasterxml.jackson.databind.JsonNode secret = field == null ? null : block.get(field);
+        if (secret == null || !secret.isTextual() || !SecretBox.isSealed(secret.asText())
+                || !(block instanceof ObjectNode object)) {
+            return block; // no secret, or one stored before sealing existed (sealed again by rotation)
+        }
+        String text = box.open(secret.asText(), context(appId, name, field));
+        if ("serviceAccount".equals(field)) {
+            object.set(field, parse(text));
+        } else {
+            object.put(field, text);
+        }
+        return object;
+    }
+
+    static String context(String appId, String block, String field) {
+        return "app/" + appId + "/" + block + "." + field;
+    }
+
+    /**
+     * Seals again, under the current master key, every app secret sealed under an older one or stored
+     * before sealing existed; answers how many apps it rewrote.
+     */
+    @Transactional
+    public int sealAgain() {
+        List<String> stale = new ArrayList<>();
+        jdbc.prepareStatement("SELECT id, apns->>'privateKey', fcm->>'serviceAccount', webhook->>'secret' FROM apps", ps -> {
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    for (int i = 2; i <= 4; i++) {
+                        String value = rs.getString(i);
+                        if (value != null && !box.isCurrent(value)) {
+                            stale.add(rs.getString(1));
+                            break;
+                        }
+                    }
+                }
+            }
+            return null;
+        });
+        for (String id : stale) {
+            // read (opened with whichever key sealed it) and written (sealed with the current one)
+            find(id).ifPresent(app -> replaceSealingAgain(app.document()));
+        }
+        return stale.size();
+    }
+
+    private void replaceSealingAgain(ObjectNode document) {
+        jdbc.prepareStatement("UPDATE apps SET name = ?, apns = ?, fcm = ?, email = ?, webhook = ?, sync_badges = ? WHERE id = ?",
+                ps -> {
+                    bind(ps, 1, document);
+                    ps.setString(7, document.path("id").asText());
+                    return ps.executeUpdate();
+                });
     }
 
     private String write(Object value) {

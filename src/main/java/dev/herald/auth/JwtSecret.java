@@ -20,9 +20,11 @@ public class JwtSecret {
     private static final Logger LOG = LoggerFactory.getLogger(JwtSecret.class);
     private static final int MIN_BYTES = 32; // RFC 7518 §3.2: an HS256 key is at least 256 bits
 
+    private static final String SETTING = "jwt_secret";
+
     private final byte[] secret;
 
-    JwtSecret(@Value("${herald.jwt-secret:}") String configured, DeploymentSettings settings) {
+    JwtSecret(@Value("${herald.jwt-secret:}") String configured, DeploymentSettings settings, SecretBox box) {
         if (configured != null && !configured.isBlank()) {
             byte[] bytes = configured.getBytes(StandardCharsets.UTF_8);
             if (bytes.length < MIN_BYTES) {
@@ -32,9 +34,14 @@ public class JwtSecret {
             this.secret = bytes;
             LOG.info("User tokens: signed with HERALD_JWT_SECRET");
         } else {
-            String stored = settings.getOrCreate("jwt_secret",
-                    () -> Base64.getUrlEncoder().withoutPadding().encodeToString(Secrets.randomBytes(48))).value();
-            this.secret = stored.getBytes(StandardCharsets.UTF_8);
+            // sealed in PostgreSQL like every secret there; sealed again when the master key changed
+            String stored = settings.getOrCreate(SETTING, () -> box.seal(
+                    Base64.getUrlEncoder().withoutPadding().encodeToString(Secrets.randomBytes(48)), SETTING)).value();
+            String plain = box.open(stored, SETTING);
+            if (!box.isCurrent(stored)) {
+                settings.replace(SETTING, box.seal(plain, SETTING));
+            }
+            this.secret = plain.getBytes(StandardCharsets.UTF_8);
             LOG.info("User tokens: signed with the deployment's generated secret");
         }
     }

@@ -48,4 +48,14 @@ public class DeploymentSettings {
             }
         }), false);
     }
+
+    /** Replaces a stored value (the same value sealed again under a new key, say). */
+    @Transactional
+    public void replace(String name, String value) {
+        jdbc.prepareStatement("UPDATE settings SET value = ? WHERE name = ?", ps -> {
+            ps.setString(1, value);
+            ps.setString(2, name);
+            return ps.executeUpdate();
+        });
+    }
 }

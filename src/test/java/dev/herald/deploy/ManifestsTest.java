@@ -243,7 +243,7 @@ class ManifestsTest {
     void theSecretTemplateNamesKeysOnly() throws Exception {
         Map<?, ?> template = new Yaml().load(Files.readString(K8S.resolve("base/secret.template.yaml")));
         Secret secret = JSON.convertValue(template, Secret.class);
-        assertThat(secret.getStringData()).containsKeys("HERALD_ADMIN_KEY", "HERALD_JWT_SECRET");
+        assertThat(secret.getStringData()).containsKeys("HERALD_ADMIN_KEY", "HERALD_JWT_SECRET", "HERALD_MASTER_KEY");
         assertThat(secret.getStringData().values()).allSatisfy(v -> assertThat(v).isEmpty());
         assertThat(secret.getData()).isNullOrEmpty();
         Map<?, ?> kustomization = new Yaml().load(Files.readString(K8S.resolve("base/kustomization.yaml")));

@@ -32,7 +32,8 @@ class HealthDependenciesIT {
                 .setCleanDataDirectory(true).start();
         Map<String, String> env = Map.of("DATABASE_URL", postgres.getJdbcUrl("postgres", "postgres"),
                 "DATABASE_USER", "postgres", "REDIS_URI", "redis://127.0.0.1:" + redisPort,
-                "HERALD_ADMIN_KEY", Fixtures.ADMIN_KEY, "HERALD_DATA_DIR", dir.resolve("unused").toString());
+                "HERALD_ADMIN_KEY", Fixtures.ADMIN_KEY, "HERALD_MASTER_KEY", HeraldProcess.MASTER_KEY,
+                "HERALD_DATA_DIR", dir.resolve("unused").toString());
         try (HeraldProcess herald = HeraldProcess.start("health", env)) {
             herald.awaitHealthy(Duration.ofSeconds(30));
             var api = herald.api();

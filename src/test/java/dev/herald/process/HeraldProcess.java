@@ -41,9 +41,12 @@ final class HeraldProcess implements AutoCloseable {
         return Map.of(
                 "DATABASE_URL", postgres.jdbcUrl(), "DATABASE_USER", postgres.user(),
                 "DATABASE_PASSWORD", postgres.password(), "REDIS_URI", redis,
-                "HERALD_ADMIN_KEY", Fixtures.ADMIN_KEY,
+                "HERALD_ADMIN_KEY", Fixtures.ADMIN_KEY, "HERALD_MASTER_KEY", MASTER_KEY,
                 "HERALD_DATA_DIR", shared.resolve("unused").toString());
     }
+
+    /** The master key of the test deployments with an external database (32 bytes, base64). */
+    static final String MASTER_KEY = "aGVyYWxkLXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE=";
 
     static HeraldProcess start(String name, Map<String, String> environment) {
         try {
