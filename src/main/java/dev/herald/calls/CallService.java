@@ -229,7 +229,7 @@ public class CallService implements AutoCloseable {
                 }
                 stats.add(call.appId(), StatsCounter.CALL, routes.stream().anyMatch(r -> "sent".equals(r.status()))
                         ? "rang" : "not_rung", null, now);
-                if (webhook) {
+                if (webhook && store.tellRouted(call.appId(), call.callId())) {
                     webhooks.append(call.appId(), "call.routed", "call:" + call.callId(), event(call, routes, false, null), now);
                 }
                 return null;
@@ -297,6 +297,11 @@ public class CallService implements AutoCloseable {
                 transactions.executeWrite(status -> {
                     store.recordEnded(call.appId(), call.callId(), all, now);
                     stats.add(call.appId(), StatsCounter.CALL, "ended", call.endReason(), now);
+                    if (webhook && store.tellRouted(call.appId(), call.callId())) {
+                        // ended before the ring's outcome was recorded: call.routed first, as the routes stood
+                        webhooks.append(call.appId(), "call.routed", "call:" + call.callId(),
+                                event(call, routes, false, null), now);
+                    }
                     if (webhook) {
                         webhooks.append(call.appId(), "call.ended", "call:" + call.callId(), event(call, all, true, call.endReason()), now);
                     }

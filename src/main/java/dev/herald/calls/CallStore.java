@@ -305,6 +305,16 @@ class CallStore {
     }
 
 
+    /** Marks the call's {@code call.routed} as told; answers false when it already was. */
+    boolean tellRouted(String appId, String callId) {
+        return jdbc.prepareStatement("UPDATE calls SET routed_told = true WHERE app_id = ? AND call_id = ? AND NOT routed_told",
+                ps -> {
+                    ps.setString(1, appId);
+                    ps.setString(2, callId);
+                    return ps.executeUpdate() == 1;
+                });
+    }
+
     /** Forgets calls that ended before {@code before}; answers how many. */
     int deleteEndedBefore(Instant before, int limit) {
         return jdbc.prepareStatement("""

@@ -58,6 +58,9 @@ class QueueIntake implements AutoCloseable {
     static final String DEAD = "herald:requests:dead";
     static final String GROUP = "herald";
     private static final int BATCH = 100;
+    /** Reads of one entry before it counts as poison rather than an outage (an outage is retried longer by then). */
+    private static final int MAX_TRIES = 10;
+    private static final String OUTAGE = "outage: ";
     private static final Logger LOG = LoggerFactory.getLogger(QueueIntake.class);
 
     private final NotificationIntake intake;
@@ -127,7 +130,12 @@ class QueueIntake implements AutoCloseable {
                     return;
                 }
                 if (e.getMessage() != null && e.getMessage().contains("NOGROUP")) {
-                    connection = null; // the stream was deleted: create the group again
+                    // the stream was deleted: a new connection creates the group again
+                    Redis.Dedicated stale = connection;
+                    connection = null;
+                    if (stale != null) {
+                        stale.close();
+                    }
                 } else if (System.nanoTime() - lastWarning > TimeUnit.MINUTES.toNanos(1)) {
                     // Redis away: said once a minute, not every second
                     lastWarning = System.nanoTime();
@@ -148,12 +156,16 @@ class QueueIntake implements AutoCloseable {
             if (c != null) {
                 c.close();
             }
+            connection = null;
             c = client.connect();
             try {
                 c.sync().xgroupCreate(XReadArgs.StreamOffset.from(STREAM, "0"), GROUP, XGroupCreateArgs.Builder.mkstream());
                 LOG.info("Created the consumer group '{}' of {}", GROUP, STREAM);
             } catch (RedisBusyException exists) {
                 // BUSYGROUP: another node (or an earlier run) made it
+            } catch (RuntimeException e) {
+                c.close();
+                throw e;
             }
             connection = c;
         }
@@ -166,19 +178,24 @@ class QueueIntake implements AutoCloseable {
      */
     private boolean handle(RedisClusterCommands<String, String> redis, List<StreamMessage<String, String>> entries) {
         List<String> done = new ArrayList<>();
+        Map<StreamMessage<String, String>, String> failed = new LinkedHashMap<>();
         List<Map.Entry<StreamMessage<String, String>, CompletableFuture<NotificationService.Accepted>>> waiting = new ArrayList<>();
         for (StreamMessage<String, String> entry : entries) {
             try {
                 waiting.add(Map.entry(entry, submit(entry)));
             } catch (ApiException refused) {
                 if (transient_(refused)) {
+                    failed.put(entry, OUTAGE + reason(refused));
                     continue;
                 }
                 dead(redis, entry, reason(refused));
                 done.add(entry.getId());
+            } catch (RuntimeException e) {
+                // the key could not be checked (PostgreSQL away) or something unforeseen: read again
+                failed.put(entry, (dev.herald.api.SqlStates.isUnavailable(e) ? OUTAGE : "500 ")
+                        + e.getClass().getSimpleName());
             }
         }
-        boolean leftPending = done.size() + waiting.size() < entries.size();
         for (var w : waiting) {
             try {
                 NotificationService.Accepted accepted = w.getValue().get(30, TimeUnit.SECONDS);
@@ -189,24 +206,44 @@ class QueueIntake implements AutoCloseable {
                     dead(redis, w.getKey(), reason(refused));
                     done.add(w.getKey().getId());
                 } else {
-                    leftPending = true;
-                    LOG.warn("Stream entry {} not stored yet (read again shortly): {}", w.getKey().getId(),
-                            e.getCause() == null ? e.toString() : e.getCause().toString());
+                    Throwable cause = e.getCause() == null ? e : e.getCause();
+                    boolean outage = cause instanceof ApiException api ? transient_(api)
+                            : dev.herald.api.SqlStates.isUnavailable(cause);
+                    failed.put(w.getKey(), (outage ? OUTAGE : "")
+                            + (cause instanceof ApiException api ? reason(api) : "500 " + cause.getClass().getSimpleName()));
                 }
             } catch (TimeoutException e) {
-                leftPending = true;
+                failed.put(w.getKey(), OUTAGE + "503 not stored within 30 s");
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return true;
             }
         }
+        // an entry that failed again and again (a poison entry, not an outage) goes to the dead stream
+        // rather than holding up this consumer for ever
+        for (var f : List.copyOf(failed.entrySet())) {
+            // while PostgreSQL is away every entry waits, however long that takes
+            if (!f.getValue().startsWith(OUTAGE) && deliveries(redis, f.getKey().getId()) >= MAX_TRIES) {
+                dead(redis, f.getKey(), f.getValue() + " (not stored after " + MAX_TRIES + " tries)");
+                done.add(f.getKey().getId());
+                failed.remove(f.getKey());
+            }
+        }
         if (!done.isEmpty()) {
             redis.xack(STREAM, GROUP, done.toArray(String[]::new));
         }
-        if (leftPending) {
+        if (!failed.isEmpty()) {
+            LOG.warn("{} stream entries not stored yet, read again shortly (first: {})", failed.size(),
+                    failed.values().iterator().next());
             pause(Duration.ofSeconds(1));
         }
-        return leftPending;
+        return !failed.isEmpty();
+    }
+
+    /** How many times the group delivered the entry (to any consumer). */
+    private long deliveries(RedisClusterCommands<String, String> redis, String id) {
+        var pending = redis.xpending(STREAM, GROUP, io.lettuce.core.Range.create(id, id), io.lettuce.core.Limit.from(1));
+        return pending.isEmpty() ? 0 : pending.get(0).getRedeliveryCount();
     }
 
     private CompletableFuture<NotificationService.Accepted> submit(StreamMessage<String, String> entry) {

@@ -74,8 +74,14 @@ public final class Redis implements AutoCloseable {
         return cluster != null ? cluster.connectPubSub() : single.connectPubSub();
     }
 
+    /** Closes the shared connection and shuts the client down (its dedicated connections, topology refresh). */
     @Override
     public void close() {
         shared.close();
+        if (cluster != null) {
+            cluster.shutdown();
+        } else {
+            single.shutdown();
+        }
     }
 }

@@ -36,10 +36,12 @@ import java.util.Locale;
 class StatsController {
 
     private final StatsStore store;
+    private final dev.herald.apps.AppStore apps;
     private final Clock clock;
 
-    StatsController(StatsStore store, Clock clock) {
+    StatsController(StatsStore store, dev.herald.apps.AppStore apps, Clock clock) {
         this.store = store;
+        this.apps = apps;
         this.clock = clock;
     }
 
@@ -64,6 +66,13 @@ class StatsController {
         String appId = app;
         if (appId == null && caller instanceof Caller.AppKey key) {
             appId = key.appId();
+        }
+        if (appId != null) {
+            // who may ask comes before what was asked: a key without the admin scope gets 403, not 400
+            caller.requireAppAdmin(appId);
+            if (caller instanceof Caller.Admin && apps.find(appId).isEmpty()) {
+                throw ApiException.notFound("App");
+            }
         }
         List<Problem.FieldError> errors = new ArrayList<>();
         if (appId == null) {
@@ -90,7 +99,6 @@ class StatsController {
         if (!errors.isEmpty()) {
             throw ApiException.invalid(errors);
         }
-        caller.requireAppAdmin(appId);
         return new Stats(appId, size.wire(), start, end, store.buckets(appId, size, start, end),
                 store.reasons(appId, size, start, end), store.events(appId, StatsCounter.CALL, size, start, end),
                 store.events(appId, StatsCounter.TOKEN, size, start, end));

@@ -12,7 +12,9 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Delivery counters. The {@code deliveries} triggers append each statement's counts to
+ * Delivery counters, by the status each delivery ended in (one that moved on from a counted status,
+ * sent to delivered say, left the old count in the minute it had joined it). The {@code deliveries}
+ * triggers append each statement's counts to
  * {@code stats_deltas}; {@link #compact} folds them into per-minute, per-hour and per-day rows (UTC), so
  * reading 30 days of a busy app in day buckets reads 30 rows per channel and status.
  */
@@ -92,7 +94,7 @@ class StatsStore {
     @Transactional
     List<Bucket> buckets(String appId, StatsBucket bucket, Instant from, Instant to) {
         return jdbc.prepareStatement("SELECT t, channel, status, sum(count) FROM " + bucket.table()
-                + " WHERE app_id = ? AND t >= ? AND t < ? AND " + DELIVERIES + " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", ps -> {
+                + " WHERE app_id = ? AND t >= ? AND t < ? AND " + DELIVERIES + " GROUP BY 1, 2, 3 HAVING sum(count) <> 0 ORDER BY 1, 2, 3", ps -> {
             ps.setString(1, appId);
             ps.setTimestamp(2, Timestamp.from(bucket.floor(from)));
             ps.setTimestamp(3, Timestamp.from(to));
@@ -110,7 +112,7 @@ class StatsStore {
     List<Reason> reasons(String appId, StatsBucket bucket, Instant from, Instant to) {
         return jdbc.prepareStatement("SELECT channel, status, reason, sum(count) FROM " + bucket.table()
                 + " WHERE app_id = ? AND t >= ? AND t < ? AND reason <> '' AND " + DELIVERIES
-                + " GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3", ps -> {
+                + " GROUP BY 1, 2, 3 HAVING sum(count) <> 0 ORDER BY 4 DESC, 1, 2, 3", ps -> {
             ps.setString(1, appId);
             ps.setTimestamp(2, Timestamp.from(bucket.floor(from)));
             ps.setTimestamp(3, Timestamp.from(to));

@@ -100,7 +100,7 @@ class WebhookSender implements AutoCloseable {
                 writeResults();
                 int room = IN_FLIGHT - inFlight.get();
                 List<WebhookStore.Claimed> claimed = room <= 0 ? List.of()
-                        : store.claim(clock.instant(), LEASE, Math.min(room, 100), busyApps());
+                        : store.claim(clock.instant(), LEASE, Math.min(room, 100), inFlightByApp(), PER_APP);
                 claimed.forEach(this::send);
                 cleanUp();
                 if (claimed.isEmpty() || inFlight.get() >= IN_FLIGHT) {
@@ -121,21 +121,25 @@ class WebhookSender implements AutoCloseable {
         }
     }
 
-    private Set<String> busyApps() {
-        Set<String> busy = new HashSet<>();
+    private Map<String, Integer> inFlightByApp() {
+        Map<String, Integer> counts = new HashMap<>();
         inFlightByApp.forEach((app, n) -> {
-            if (n.get() >= PER_APP) {
-                busy.add(app);
+            if (n.get() > 0) {
+                counts.put(app, n.get());
             }
         });
-        return busy;
+        return counts;
     }
 
     private void send(WebhookStore.Claimed event) {
-        Optional<JsonNode> webhook = apps.app(event.appId()).map(a -> a.document().path("webhook"))
-                .filter(JsonNode::isObject);
+        Optional<JsonNode> webhook = webhookOf(event.appId(), false);
         if (webhook.isEmpty()) {
-            // the app removed its webhook since: nobody to tell
+            // the cache may be a few seconds old: ask the database before deciding there is nobody to tell
+            webhook = webhookOf(event.appId(), true);
+        }
+        if (webhook.isEmpty()) {
+            // the app removed its webhook since the event was written: nobody to tell
+            meters.counter("herald.webhooks", "outcome", "no_webhook").increment();
             results.add(new Result(event, true, null, false, null));
             return;
         }
@@ -175,6 +179,10 @@ class WebhookSender implements AutoCloseable {
             }
             wake.signal();
         });
+    }
+
+    private Optional<JsonNode> webhookOf(String appId, boolean fresh) {
+        return (fresh ? store.app(appId) : apps.app(appId)).map(a -> a.document().path("webhook")).filter(JsonNode::isObject);
     }
 
     private String body(WebhookStore.Claimed event) {
@@ -264,8 +272,17 @@ class WebhookSender implements AutoCloseable {
         thread.interrupt();
         try {
             thread.join(TimeUnit.SECONDS.toMillis(5));
+            // sends in flight get a few seconds to finish, so a rolling update does not send them all again
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (inFlight.get() > 0 && System.nanoTime() < deadline) {
+                wake.await(Duration.ofMillis(100));
+            }
+            writeResults();
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        } catch (RuntimeException e) {
+            LOG.info("Webhook results not written at shutdown; those events are sent again after their lease: {}",
+                    e.toString());
         }
     }
 }

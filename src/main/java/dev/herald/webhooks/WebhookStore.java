@@ -24,6 +24,7 @@ import java.util.List;
 public class WebhookStore {
 
     private final JdbcOperations jdbc;
+    private final dev.herald.apps.AppStore apps;
 
     /**
      * A CTE to append after one named {@code cleared} (columns installation_id, user_id, app_id, platform,
@@ -39,14 +40,20 @@ public class WebhookStore {
                 FROM cleared c JOIN apps a ON a.id = c.app_id AND a.webhook IS NOT NULL)
             """;
 
-    WebhookStore(JdbcOperations jdbc) {
+    WebhookStore(JdbcOperations jdbc, dev.herald.apps.AppStore apps) {
         this.jdbc = jdbc;
+        this.apps = apps;
+    }
+
+    /** The app as stored now (not cached). */
+    java.util.Optional<dev.herald.apps.AppStore.StoredApp> app(String appId) {
+        return apps.find(appId);
     }
 
     /**
      * Appends an event for the app's webhook, in the caller's transaction, when the app has one.
-     * {@code orderKey} names what the event is about (a call, an installation): events of one key are
-     * sent in the order they were appended.
+     * {@code orderKey} names its lane (a call, an installation; a delivery event's is its notification
+     * and user): events of one lane are sent in the order they were appended.
      */
     public void append(String appId, String type, String orderKey, String dataJson, Instant now) {
         jdbc.prepareStatement("""
@@ -67,26 +74,37 @@ public class WebhookStore {
     }
 
     /**
-     * Claims up to {@code limit} due events, oldest first, leasing them until {@code leaseUntil}; skips
-     * the apps in {@code busy} (this node has as many of theirs in flight as it allows).
+     * Claims due events, oldest first, leasing them for {@code lease}: app by app (the apps with a
+     * webhook, not paused), at most {@code room.apply(app)} of each, so one app's backlog or slow
+     * receiver never takes another's turn; an event waits while an earlier one of its lane is pending.
      */
     @Transactional
-    List<Claimed> claim(Instant now, Duration lease, int limit, Collection<String> busy) {
+    List<Claimed> claim(Instant now, Duration lease, int limit, java.util.Map<String, Integer> busy, int perApp) {
         return jdbc.prepareStatement("""
+                WITH room AS (
+                    SELECT a.id AS app_id, ? - coalesce(b.in_flight, 0) AS room
+                    FROM apps a LEFT JOIN unnest(?::text[], ?::integer[]) AS b(app_id, in_flight) ON b.app_id = a.id
+                    WHERE a.webhook IS NOT NULL
+                      AND NOT EXISTS (SELECT 1 FROM webhook_pauses w WHERE w.app_id = a.id AND w.paused_until > ?)
+                ), chosen AS (
+                    SELECT c.id FROM room r CROSS JOIN LATERAL (
+                        SELECT e.id FROM webhook_events e
+                        WHERE e.app_id = r.app_id AND e.state = 'pending' AND e.next_attempt_at <= ?
+                          AND NOT EXISTS (SELECT 1 FROM webhook_events p WHERE p.state = 'pending'
+                                          AND p.app_id = e.app_id AND p.order_key = e.order_key AND p.id < e.id)
+                        ORDER BY e.next_attempt_at, e.id LIMIT greatest(r.room, 0) FOR UPDATE SKIP LOCKED) c
+                    WHERE r.room > 0 LIMIT ?)
                 UPDATE webhook_events e SET next_attempt_at = ?, attempts = e.attempts + 1
-                WHERE e.id IN (
-                    SELECT c.id FROM webhook_events c
-                    WHERE c.state = 'pending' AND c.next_attempt_at <= ? AND NOT (c.app_id = ANY(?))
-                      AND NOT EXISTS (SELECT 1 FROM webhook_events p WHERE p.state = 'pending'
-                                      AND p.app_id = c.app_id AND p.order_key = c.order_key AND p.id < c.id)
-                      AND NOT EXISTS (SELECT 1 FROM webhook_pauses w WHERE w.app_id = c.app_id AND w.paused_until > ?)
-                    ORDER BY c.next_attempt_at, c.id LIMIT ? FOR UPDATE SKIP LOCKED)
+                FROM chosen WHERE e.id = chosen.id
                 RETURNING e.id, e.app_id, e.type, e.data::text, e.created_at, e.attempts""", ps -> {
-            ps.setTimestamp(1, Timestamp.from(now.plus(lease)));
-            ps.setTimestamp(2, Timestamp.from(now));
-            ps.setArray(3, ps.getConnection().createArrayOf("text", busy.toArray()));
+            java.sql.Connection c = ps.getConnection();
+            ps.setInt(1, perApp);
+            ps.setArray(2, c.createArrayOf("text", busy.keySet().toArray()));
+            ps.setArray(3, c.createArrayOf("integer", busy.values().toArray()));
             ps.setTimestamp(4, Timestamp.from(now));
-            ps.setInt(5, limit);
+            ps.setTimestamp(5, Timestamp.from(now));
+            ps.setInt(6, limit);
+            ps.setTimestamp(7, Timestamp.from(now.plus(lease)));
             List<Claimed> claimed = new ArrayList<>();
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
