@@ -218,6 +218,35 @@ class WebhookTest extends GatewayTest {
     }
 
     @Test
+    void aCallEndedWhileStillRingingIsToldRoutedThenEnded() throws Exception {
+        String voip = apnsToken();
+        Map<String, Object> phone = iosDevice(tenant.app(), apnsToken());
+        phone.put("voipToken", voip);
+        assertThat(api.put("/v1/devices/iphone-race-" + tenant.userId(), tenant.userToken(), phone).status()).isIn(200, 201);
+        String callId = "race-" + tenant.userId();
+        Map<String, Object> call = Map.of("callId", callId, "callee", tenant.userId(),
+                "caller", Map.of("id", "caller-1"), "ringSeconds", 30);
+        // APNs holds the ring, so the caller hangs up before the ring's outcome is recorded
+        MockApns.Gate held = apns.hold();
+        java.util.concurrent.CompletableFuture<Api.Response> ringing =
+                java.util.concurrent.CompletableFuture.supplyAsync(() -> api.post("/v1/calls", tenant.key(), call));
+        await().atMost(DEADLINE).until(() -> held.waiting() >= 1);
+        java.util.concurrent.CompletableFuture<Api.Response> ending = java.util.concurrent.CompletableFuture.supplyAsync(
+                () -> api.delete("/v1/calls/" + callId + "?reason=cancelled", tenant.key()));
+        await().atMost(DEADLINE).until(() -> sql.count("SELECT count(*) FROM calls WHERE app_id = ? AND call_id = ?"
+                + " AND ended_at IS NOT NULL", tenant.app(), callId) == 1);
+        held.open();
+        assertThat(ringing.get(30, java.util.concurrent.TimeUnit.SECONDS).status()).isIn(200, 201);
+        assertThat(ending.get(30, java.util.concurrent.TimeUnit.SECONDS).status()).isEqualTo(200);
+
+        await().atMost(DEADLINE).until(() -> receiver.accepted().stream().filter(h -> h.type().startsWith("call.")).count() >= 2);
+        await().during(Duration.ofSeconds(1)).atMost(Duration.ofSeconds(5)).until(() ->
+                receiver.accepted().stream().filter(h -> h.type().startsWith("call.")).count() == 2);
+        assertThat(receiver.accepted().stream().filter(h -> h.type().startsWith("call.")).map(WebhookReceiver.Hook::type))
+                .containsExactly("call.routed", "call.ended");
+    }
+
+    @Test
     void anEventUndeliveredFor24HoursEndsFailedWithItsReason() {
         receiver.mode(WebhookReceiver.Mode.FAIL);
         iphone(tenant, "iphone-old-" + tenant.userId());
