@@ -73,6 +73,11 @@ final class BenchService implements AutoCloseable {
         builder.environment().put("PORT", Integer.toString(port));
         builder.environment().put("HERALD_DATA_DIR", dataDir.toString());
         builder.environment().put("HERALD_ADMIN_KEY", adminKey);
+        // the limits stay on (their cost is part of every request) but above what one load generator sends
+        builder.environment().put("HERALD_LIMITS_KEY_PER_SECOND", "1000000");
+        builder.environment().put("HERALD_LIMITS_KEY_BURST", "1000000");
+        builder.environment().put("HERALD_LIMITS_USER_PER_SECOND", "1000000");
+        builder.environment().put("HERALD_LIMITS_USER_BURST", "1000000");
         long started = System.nanoTime();
         BenchService service = new BenchService(builder.start(), port, logFile, adminKey);
         log("service: pid %d, port %d, log %s", service.process.pid(), port, logFile);

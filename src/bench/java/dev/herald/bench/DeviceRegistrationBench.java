@@ -157,6 +157,11 @@ public final class DeviceRegistrationBench {
         builder.environment().put("PORT", Integer.toString(port));
         builder.environment().put("HERALD_DATA_DIR", dataDir.toString());
         builder.environment().put("HERALD_ADMIN_KEY", ADMIN_KEY);
+        // the limits stay on (their cost is part of every request) but above what one load generator sends
+        builder.environment().put("HERALD_LIMITS_KEY_PER_SECOND", "1000000");
+        builder.environment().put("HERALD_LIMITS_KEY_BURST", "1000000");
+        builder.environment().put("HERALD_LIMITS_USER_PER_SECOND", "1000000");
+        builder.environment().put("HERALD_LIMITS_USER_BURST", "1000000");
         long started = System.nanoTime();
         service = builder.start();
         log("service: pid %d, port %d, log %s", service.pid(), port, logFile);

@@ -60,6 +60,11 @@ final class HeraldProcess implements AutoCloseable {
                     .redirectOutput(log.toFile());
             builder.environment().remove("DATABASE_URL");
             builder.environment().remove("REDIS_URI");
+            // bursts from one key and one user: the rate limits are RateLimitTest's subject, not these tests'
+            builder.environment().put("HERALD_LIMITS_KEY_PER_SECOND", "1000000");
+            builder.environment().put("HERALD_LIMITS_KEY_BURST", "1000000");
+            builder.environment().put("HERALD_LIMITS_USER_PER_SECOND", "1000000");
+            builder.environment().put("HERALD_LIMITS_USER_BURST", "1000000");
             builder.environment().putAll(environment);
             builder.environment().put("PORT", Integer.toString(port));
             return new HeraldProcess(builder.start(), port, log);

@@ -1,0 +1,92 @@
+package dev.herald.limits;
+
+import dev.herald.api.ApiException;
+import dev.herald.api.ProblemType;
+import dev.herald.auth.Caller;
+import io.micronaut.context.annotation.Requires;
+import io.micronaut.context.annotation.Value;
+import io.micronaut.http.HttpRequest;
+import io.micronaut.http.MutableHttpResponse;
+import io.micronaut.http.annotation.Filter;
+import io.micronaut.http.filter.HttpServerFilter;
+import io.micronaut.http.filter.ServerFilterChain;
+import io.micronaut.http.filter.ServerFilterPhase;
+import io.micronaut.security.authentication.Authentication;
+import org.reactivestreams.Publisher;
+import reactor.core.publisher.Mono;
+
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Per-credential rate limits, shared by every node through Redis: each app key
+ * ({@code herald.limits.key-per-second}, burst {@code herald.limits.key-burst}) and each user
+ * ({@code herald.limits.user-per-second}, burst {@code herald.limits.user-burst}, across their tokens and
+ * apps) has a token bucket; a request over it gets 429 with {@code Retry-After} (whole seconds, at least 1).
+ * The admin key and requests without a credential (refused anyway, or open endpoints) are not limited.
+ * Runs after authentication, on the event loop, without blocking (the bucket is one Redis script call).
+ */
+@Filter(Filter.MATCH_ALL_PATTERN)
+@Requires(property = "herald.limits.enabled", notEquals = "false")
+class RateLimitFilter implements HttpServerFilter {
+
+    private final RateLimiter limiter;
+    private final double keyPerSecond;
+    private final int keyBurst;
+    private final double userPerSecond;
+    private final int userBurst;
+
+    RateLimitFilter(RateLimiter limiter,
+                    @Value("${herald.limits.key-per-second:1000}") double keyPerSecond,
+                    @Value("${herald.limits.key-burst:2000}") int keyBurst,
+                    @Value("${herald.limits.user-per-second:20}") double userPerSecond,
+                    @Value("${herald.limits.user-burst:100}") int userBurst) {
+        this.limiter = limiter;
+        this.keyPerSecond = keyPerSecond;
+        this.keyBurst = keyBurst;
+        this.userPerSecond = userPerSecond;
+        this.userBurst = userBurst;
+    }
+
+    @Override
+    public int getOrder() {
+        return ServerFilterPhase.SECURITY.after();
+    }
+
+    @Override
+    public Publisher<MutableHttpResponse<?>> doFilter(HttpRequest<?> request, ServerFilterChain chain) {
+        Authentication authentication = request.getUserPrincipal(Authentication.class).orElse(null);
+        if (authentication == null) {
+            return chain.proceed(request);
+        }
+        Caller caller;
+        try {
+            caller = Caller.of(authentication);
+        } catch (ApiException invalid) {
+            return chain.proceed(request); // refused further on, with the reason
+        }
+        String bucket;
+        double perSecond;
+        int burst;
+        if (caller instanceof Caller.AppKey key) {
+            bucket = "key:" + key.keyId();
+            perSecond = keyPerSecond;
+            burst = keyBurst;
+        } else if (caller instanceof Caller.User user) {
+            bucket = "user:" + user.userId();
+            perSecond = userPerSecond;
+            burst = userBurst;
+        } else {
+            return chain.proceed(request);
+        }
+        return Mono.fromCompletionStage(limiter.take(bucket, perSecond, burst)).flatMapMany(decision -> {
+            if (decision.taken()) {
+                return chain.proceed(request);
+            }
+            long seconds = Math.max(1, (decision.retryAfter().toMillis() + 999) / 1000);
+            return Mono.error(new ApiException(ProblemType.RATE_LIMITED, "Over this credential's limit of "
+                    + (caller instanceof Caller.AppKey ? keyPerSecond : userPerSecond) + " requests a second; try again in "
+                    + seconds + " s", List.of(), Map.of("Retry-After", Long.toString(seconds))));
+        });
+    }
+}

@@ -1,0 +1,101 @@
+package dev.herald.limits;
+
+import dev.herald.redis.Redis;
+import io.lettuce.core.RedisNoScriptException;
+import io.lettuce.core.ScriptOutputType;
+import jakarta.inject.Singleton;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Token buckets in Redis ({@code redis/token_bucket.lua}), shared by every node: one key per bucket, with
+ * its hash tag, so it works on a Redis Cluster too. Fails open: while Redis is unreachable (or slower
+ * than {@link #REDIS_WAIT}) requests are let through, since limits protect the service and must not
+ * stop it, and after a failure Redis is left alone for {@link #SKIP_AFTER_FAILURE}. Thread-safe,
+ * non-blocking.
+ */
+@Singleton
+public class RateLimiter {
+
+    private static final Logger LOG = LoggerFactory.getLogger(RateLimiter.class);
+    static final Duration REDIS_WAIT = Duration.ofMillis(250);
+
+    /** Taken, or refused with the time until a token will be there. */
+    public record Decision(boolean taken, Duration retryAfter) {
+        static final Decision TAKEN = new Decision(true, Duration.ZERO);
+    }
+
+    private final Redis redis;
+    private final String script;
+    private final String sha;
+    private volatile long lastWarning;
+    /** After a failure Redis is not asked for a few seconds, so an outage costs requests no waiting. */
+    private volatile long skipUntil;
+    static final Duration SKIP_AFTER_FAILURE = Duration.ofSeconds(5);
+
+    RateLimiter(Redis redis) {
+        this.redis = redis;
+        try (InputStream in = RateLimiter.class.getResourceAsStream("/redis/token_bucket.lua")) {
+            this.script = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        try {
+            this.sha = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-1")
+                    .digest(script.getBytes(StandardCharsets.UTF_8)));
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** Takes a token from {@code bucket}, refilled at {@code perSecond} up to {@code burst}. */
+    public CompletionStage<Decision> take(String bucket, double perSecond, int burst) {
+        if (System.nanoTime() - skipUntil < 0) {
+            return CompletableFuture.completedFuture(Decision.TAKEN);
+        }
+        String[] keys = {"herald:{rl:" + bucket + "}"};
+        String[] args = {Double.toString(perSecond), Integer.toString(burst)};
+        CompletableFuture<List<Object>> answer;
+        try {
+            answer = redis.async().<List<Object>>evalsha(sha, ScriptOutputType.MULTI, keys, args).toCompletableFuture()
+                    .exceptionallyCompose(e -> unwrap(e) instanceof RedisNoScriptException
+                            // the first use on this Redis (or after its restart): send the script itself
+                            ? redis.async().<List<Object>>eval(script, ScriptOutputType.MULTI, keys, args).toCompletableFuture()
+                            : CompletableFuture.failedFuture(e));
+        } catch (RuntimeException e) {
+            return CompletableFuture.completedFuture(failOpen(e));
+        }
+        return answer.orTimeout(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS).handle((result, e) -> {
+            if (e != null) {
+                return failOpen(e);
+            }
+            return ((Long) result.get(0)) == 1L ? Decision.TAKEN
+                    : new Decision(false, Duration.ofMillis((Long) result.get(1)));
+        });
+    }
+
+    private Decision failOpen(Throwable e) {
+        long now = System.nanoTime();
+        skipUntil = now + SKIP_AFTER_FAILURE.toNanos();
+        if (now - lastWarning > TimeUnit.MINUTES.toNanos(1)) {
+            lastWarning = now;
+            LOG.warn("Rate limits not applied while Redis does not answer: {}", unwrap(e).toString());
+        }
+        return Decision.TAKEN;
+    }
+
+    private static Throwable unwrap(Throwable e) {
+        return e instanceof CompletionException && e.getCause() != null ? e.getCause() : e;
+    }
+}

@@ -1,0 +1,67 @@
+package dev.herald.limits;
+
+import dev.herald.support.Api;
+import dev.herald.support.Fixtures;
+import dev.herald.support.HeraldTest;
+import io.micronaut.context.annotation.Property;
+import io.micronaut.test.extensions.junit5.annotation.MicronautTest;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * Each app key and each user has a token bucket in Redis: past its burst a request gets 429 with a
+ * problem and {@code Retry-After}; another key or user is not affected; the admin key is not limited.
+ */
+@MicronautTest(transactional = false)
+@Property(name = "herald.limits.key-per-second", value = "1")
+@Property(name = "herald.limits.key-burst", value = "5")
+@Property(name = "herald.limits.user-per-second", value = "1")
+@Property(name = "herald.limits.user-burst", value = "3")
+class RateLimitTest extends HeraldTest {
+
+    private List<Integer> statuses(int n, String path, String bearer) {
+        List<Integer> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            out.add(api.get(path, bearer).status());
+        }
+        return out;
+    }
+
+    @Test
+    void aKeyPastItsBurstGets429WithRetryAfterAndOthersDoNot() {
+        String app = fixtures.app();
+        String key = fixtures.key(app, "live", "send");
+        String other = fixtures.key(app, "live", "send");
+        List<Integer> seen = statuses(8, "/v1/notifications/ntf_00000000000000000000000000000000", key);
+        assertThat(seen.subList(0, 5)).as("the burst").containsOnly(404);
+        assertThat(seen.subList(5, 8)).as("past it").containsOnly(429);
+
+        Api.Response limited = api.get("/v1/notifications/ntf_00000000000000000000000000000000", key);
+        assertThat(limited.status()).isEqualTo(429);
+        assertThat(limited.contentType()).startsWith("application/problem+json");
+        assertThat(limited.json().path("status").asInt()).isEqualTo(429);
+        assertThat(Integer.parseInt(limited.headers().firstValue("Retry-After").orElseThrow())).isBetween(1, 2);
+
+        assertThat(api.get("/v1/notifications/ntf_00000000000000000000000000000000", other).status())
+                .as("another key has its own bucket").isEqualTo(404);
+        assertThat(statuses(10, "/v1/apps/" + app, Fixtures.ADMIN_KEY)).as("the operator is not limited").containsOnly(200);
+    }
+
+    @Test
+    void aUserIsLimitedAcrossTheirTokens() {
+        String app = fixtures.app();
+        String users = fixtures.key(app, "live", "users");
+        String user = Fixtures.unique("limited");
+        String first = fixtures.userToken(users, user);
+        String second = fixtures.userToken(users, user);
+        List<Integer> seen = new ArrayList<>(statuses(2, "/v1/inbox/unread-count", first));
+        seen.addAll(statuses(2, "/v1/inbox/unread-count", second));
+        assertThat(seen).containsExactly(200, 200, 200, 429);
+        assertThat(api.get("/v1/inbox/unread-count", fixtures.userToken(users, Fixtures.unique("other"))).status())
+                .isEqualTo(200);
+    }
+}
