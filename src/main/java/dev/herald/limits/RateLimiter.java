@@ -20,7 +20,10 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * Token buckets in Redis ({@code redis/token_bucket.lua}), shared by every node: one key per bucket, with
- * its hash tag, so it works on a Redis Cluster too. Fails open: while Redis is unreachable (or slower
+ * its hash tag, so it works on a Redis Cluster too. A node leases tokens a few at a time (a tenth of a
+ * second's worth, at most a tenth of the burst) and spends them locally for up to {@link #LEASE}, so
+ * Redis is asked about once per lease, not once per request; with N nodes a bucket may let through up
+ * to N leases more than its limit in a moment. Fails open: while Redis is unreachable (or slower
  * than {@link #REDIS_WAIT}) requests are let through, since limits protect the service and must not
  * stop it, and after a failure Redis is left alone for {@link #SKIP_AFTER_FAILURE}. Thread-safe,
  * non-blocking.
@@ -36,7 +39,18 @@ public class RateLimiter {
         static final Decision TAKEN = new Decision(true, Duration.ZERO);
     }
 
+    static final Duration LEASE = Duration.ofSeconds(1);
+    /** The most tokens leased at once: what a node may hold beyond the shared count. */
+    static final int MAX_LEASE = 50;
+
+    /** Tokens this node holds of a bucket, spendable until {@code until} (nanoTime). */
+    private static final class Lease {
+        int tokens;
+        long until;
+    }
+
     private final Redis redis;
+    private final java.util.concurrent.ConcurrentHashMap<String, Lease> leases = new java.util.concurrent.ConcurrentHashMap<>();
     private final String script;
     private final String sha;
     private volatile long lastWarning;
@@ -61,11 +75,20 @@ public class RateLimiter {
 
     /** Takes a token from {@code bucket}, refilled at {@code perSecond} up to {@code burst}. */
     public CompletionStage<Decision> take(String bucket, double perSecond, int burst) {
-        if (System.nanoTime() - skipUntil < 0) {
+        long now = System.nanoTime();
+        Lease lease = leases.computeIfAbsent(bucket, b -> new Lease());
+        synchronized (lease) {
+            if (lease.tokens > 0 && now - lease.until < 0) {
+                lease.tokens--;
+                return CompletableFuture.completedFuture(Decision.TAKEN);
+            }
+        }
+        if (now - skipUntil < 0) {
             return CompletableFuture.completedFuture(Decision.TAKEN);
         }
+        int want = (int) Math.max(1, Math.min(MAX_LEASE, Math.min(perSecond / 10, burst / 10.0)));
         String[] keys = {"herald:{rl:" + bucket + "}"};
-        String[] args = {Double.toString(perSecond), Integer.toString(burst)};
+        String[] args = {Double.toString(perSecond), Integer.toString(burst), Integer.toString(want)};
         CompletableFuture<List<Object>> answer;
         try {
             answer = redis.async().<List<Object>>evalsha(sha, ScriptOutputType.MULTI, keys, args).toCompletableFuture()
@@ -80,8 +103,29 @@ public class RateLimiter {
             if (e != null) {
                 return failOpen(e);
             }
-            return ((Long) result.get(0)) == 1L ? Decision.TAKEN
-                    : new Decision(false, Duration.ofMillis((Long) result.get(1)));
+            long granted = (Long) result.get(0);
+            if (granted == 0) {
+                return new Decision(false, Duration.ofMillis((Long) result.get(1)));
+            }
+            synchronized (lease) {
+                // one for this request; the rest for the next ones on this node (added: requests that
+                // missed the lease at once each brought some)
+                long at = System.nanoTime();
+                lease.tokens = (at - lease.until < 0 ? lease.tokens : 0) + (int) granted - 1;
+                lease.until = at + LEASE.toNanos();
+            }
+            return Decision.TAKEN;
+        });
+    }
+
+    /** Forgets leases that ran out (called now and then, so a node's map holds only busy buckets). */
+    @io.micronaut.scheduling.annotation.Scheduled(fixedDelay = "1m")
+    void forgetExpired() {
+        long now = System.nanoTime();
+        leases.entrySet().removeIf(e -> {
+            synchronized (e.getValue()) {
+                return now - e.getValue().until > 0;
+            }
         });
     }
 
