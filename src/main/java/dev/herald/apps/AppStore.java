@@ -29,7 +29,7 @@ import java.util.Optional;
 @Singleton
 public class AppStore {
 
-    private static final String[] BLOCKS = {"apns", "fcm", "email", "webhook"};
+    private static final String[] BLOCKS = {"apns", "fcm", "email", "webhook", "limits"};
     /** The secret field of each block that has one. */
     static final Map<String, String> SECRETS = Map.of("apns", "privateKey", "fcm", "serviceAccount", "webhook", "secret");
 
@@ -54,7 +54,7 @@ public class AppStore {
     @Transactional
     public Optional<StoredApp> create(ObjectNode document) {
         return jdbc.prepareStatement("""
-                INSERT INTO apps (id, name, apns, fcm, email, webhook, sync_badges) VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO apps (id, name, apns, fcm, email, webhook, limits, sync_badges) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (id) DO NOTHING RETURNING created_at, updated_at""", ps -> {
             ps.setString(1, document.path("id").asText());
             bind(ps, 2, document);
@@ -68,7 +68,7 @@ public class AppStore {
 
     @Transactional
     public Optional<StoredApp> find(String id) {
-        return jdbc.prepareStatement("SELECT id, name, apns, fcm, email, webhook, sync_badges, created_at, updated_at"
+        return jdbc.prepareStatement("SELECT id, name, apns, fcm, email, webhook, limits, sync_badges, created_at, updated_at"
                 + " FROM apps WHERE id = ?", ps -> {
             ps.setString(1, id);
             return read(ps).stream().findFirst();
@@ -77,7 +77,7 @@ public class AppStore {
 
     @Transactional
     public List<StoredApp> list(String after, int limit) {
-        return jdbc.prepareStatement("SELECT id, name, apns, fcm, email, webhook, sync_badges, created_at, updated_at"
+        return jdbc.prepareStatement("SELECT id, name, apns, fcm, email, webhook, limits, sync_badges, created_at, updated_at"
                 + " FROM apps WHERE id > ? ORDER BY id LIMIT ?", ps -> {
             ps.setString(1, after == null ? "" : after);
             ps.setInt(2, limit);
@@ -89,10 +89,10 @@ public class AppStore {
     @Transactional
     public StoredApp replace(ObjectNode document) {
         return jdbc.prepareStatement("""
-                UPDATE apps SET name = ?, apns = ?, fcm = ?, email = ?, webhook = ?, sync_badges = ?, updated_at = now()
+                UPDATE apps SET name = ?, apns = ?, fcm = ?, email = ?, webhook = ?, limits = ?, sync_badges = ?, updated_at = now()
                 WHERE id = ? RETURNING created_at, updated_at""", ps -> {
             bind(ps, 1, document);
-            ps.setString(7, document.path("id").asText());
+            ps.setString(8, document.path("id").asText());
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();
                 return new StoredApp(document, rs.getTimestamp(1).toInstant(), rs.getTimestamp(2).toInstant());
@@ -107,7 +107,7 @@ public class AppStore {
             ps.setObject(first + 1 + i, block == null || block.isNull() ? null
                     : write(sealed(document.path("id").asText(), BLOCKS[i], block)), Types.OTHER);
         }
-        ps.setBoolean(first + 5, document.path("syncBadges").asBoolean(false));
+        ps.setBoolean(first + 1 + BLOCKS.length, document.path("syncBadges").asBoolean(false));
     }
 
     private List<StoredApp> read(PreparedStatement ps) throws SQLException {
@@ -123,8 +123,8 @@ public class AppStore {
                         document.set(BLOCKS[i], opened(rs.getString(1), BLOCKS[i], parse(json)));
                     }
                 }
-                document.put("syncBadges", rs.getBoolean(7));
-                out.add(new StoredApp(document, rs.getTimestamp(8).toInstant(), rs.getTimestamp(9).toInstant()));
+                document.put("syncBadges", rs.getBoolean(8));
+                out.add(new StoredApp(document, rs.getTimestamp(9).toInstant(), rs.getTimestamp(10).toInstant()));
             }
         }
         return out;
@@ -193,10 +193,10 @@ public class AppStore {
     }
 
     private void replaceSealingAgain(ObjectNode document) {
-        jdbc.prepareStatement("UPDATE apps SET name = ?, apns = ?, fcm = ?, email = ?, webhook = ?, sync_badges = ? WHERE id = ?",
+        jdbc.prepareStatement("UPDATE apps SET name = ?, apns = ?, fcm = ?, email = ?, webhook = ?, limits = ?, sync_badges = ? WHERE id = ?",
                 ps -> {
                     bind(ps, 1, document);
-                    ps.setString(7, document.path("id").asText());
+                    ps.setString(8, document.path("id").asText());
                     return ps.executeUpdate();
                 });
     }

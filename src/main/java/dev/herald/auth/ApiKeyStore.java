@@ -67,14 +67,19 @@ public class ApiKeyStore {
     @Transactional
     public Optional<Caller.AppKey> findActive(String keyHash) {
         return jdbc.prepareStatement(
-                "SELECT id, app_id, mode, scopes FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", ps -> {
+                "SELECT k.id, k.app_id, k.mode, k.scopes, (a.limits->>'keyPerSecond')::float8, (a.limits->>'keyBurst')::int"
+                        + " FROM api_keys k JOIN apps a ON a.id = k.app_id WHERE k.key_hash = ? AND k.revoked_at IS NULL", ps -> {
                     ps.setString(1, keyHash);
                     try (ResultSet rs = ps.executeQuery()) {
                         if (!rs.next()) {
                             return Optional.empty();
                         }
+                        double perSecond = rs.getDouble(5);
+                        Double ownRate = rs.wasNull() ? null : perSecond;
+                        int burst = rs.getInt(6);
+                        Integer ownBurst = rs.wasNull() ? null : burst;
                         return Optional.of(new Caller.AppKey(rs.getString(1), rs.getString(2),
-                                "test".equals(rs.getString(3)), scopes(rs.getArray(4))));
+                                "test".equals(rs.getString(3)), scopes(rs.getArray(4)), ownRate, ownBurst));
                     }
                 });
     }

@@ -19,10 +19,19 @@ public sealed interface Caller {
     record Admin() implements Caller {
     }
 
-    /** An app's backend; {@code test} keys run everything but hand nothing to a gateway. */
-    record AppKey(String keyId, String appId, boolean test, Set<Scope> scopes) implements Caller {
+    /**
+     * An app's backend; {@code test} keys run everything but hand nothing to a gateway. {@code perSecond}
+     * and {@code burst}: the app's own rate limit for its keys, null for the deployment's.
+     */
+    record AppKey(String keyId, String appId, boolean test, Set<Scope> scopes,
+                  @io.micronaut.core.annotation.Nullable Double perSecond,
+                  @io.micronaut.core.annotation.Nullable Integer burst) implements Caller {
         public AppKey {
             scopes = Set.copyOf(scopes);
+        }
+
+        public AppKey(String keyId, String appId, boolean test, Set<Scope> scopes) {
+            this(keyId, appId, test, scopes, null, null);
         }
     }
 

@@ -20,7 +20,8 @@ import java.util.Map;
 
 /**
  * Per-credential rate limits, shared by every node through Redis: each app key
- * ({@code herald.limits.key-per-second}, burst {@code herald.limits.key-burst}) and each user
+ * ({@code herald.limits.key-per-second}, burst {@code herald.limits.key-burst}, or its app's own
+ * {@code limits.keyPerSecond} / {@code limits.keyBurst}) and each user
  * ({@code herald.limits.user-per-second}, burst {@code herald.limits.user-burst}, across their tokens and
  * apps) has a token bucket; a request over it gets 429 with {@code Retry-After} (whole seconds, at least 1).
  * The admin key and requests without a credential (refused anyway, or open endpoints) are not limited.
@@ -70,8 +71,8 @@ class RateLimitFilter implements HttpServerFilter {
         int burst;
         if (caller instanceof Caller.AppKey key) {
             bucket = "key:" + key.keyId();
-            perSecond = keyPerSecond;
-            burst = keyBurst;
+            perSecond = key.perSecond() != null ? key.perSecond() : keyPerSecond;
+            burst = key.burst() != null ? key.burst() : keyBurst;
         } else if (caller instanceof Caller.User user) {
             bucket = "user:" + user.userId();
             perSecond = userPerSecond;
@@ -85,7 +86,7 @@ class RateLimitFilter implements HttpServerFilter {
             }
             long seconds = Math.max(1, (decision.retryAfter().toMillis() + 999) / 1000);
             return Mono.error(new ApiException(ProblemType.RATE_LIMITED, "Over this credential's limit of "
-                    + (caller instanceof Caller.AppKey ? keyPerSecond : userPerSecond) + " requests a second; try again in "
+                    + perSecond + " requests a second; try again in "
                     + seconds + " s", List.of(), Map.of("Retry-After", Long.toString(seconds))));
         });
     }

@@ -52,6 +52,23 @@ class RateLimitTest extends HeraldTest {
     }
 
     @Test
+    void anAppSetsItsOwnLimitForItsKeys() {
+        String app = fixtures.app();
+        Api.Response patched = api.patch("/v1/apps/" + app, Fixtures.ADMIN_KEY,
+                java.util.Map.of("limits", java.util.Map.of("keyPerSecond", 1000, "keyBurst", 50)));
+        assertThat(patched.status()).as(patched.toString()).isEqualTo(200);
+        assertThat(patched.json().path("limits").path("keyBurst").asInt()).isEqualTo(50);
+        String key = fixtures.key(app, "live", "send");
+        assertThat(statuses(20, "/v1/notifications/ntf_00000000000000000000000000000000", key))
+                .as("past the deployment's burst of 5, within the app's 50").containsOnly(404);
+
+        Api.Response bad = api.patch("/v1/apps/" + app, Fixtures.ADMIN_KEY,
+                java.util.Map.of("limits", java.util.Map.of("keyPerSecond", 0)));
+        assertThat(bad.status()).isEqualTo(400);
+        assertThat(Fixtures.fields(bad.json())).containsExactly("limits.keyPerSecond");
+    }
+
+    @Test
     void aUserIsLimitedAcrossTheirTokens() {
         String app = fixtures.app();
         String users = fixtures.key(app, "live", "users");
