@@ -26,11 +26,24 @@ import java.util.UUID;
 final class ProblemResponseProcessor implements ErrorResponseProcessor<Problem> {
 
     private static final Logger LOG = LoggerFactory.getLogger(ProblemResponseProcessor.class);
+    /** The path of the stand-in request Micronaut answers for bytes that did not decode as HTTP. */
+    private static final String BAD_REQUEST_PATH = "/bad-request";
 
     @Override
     @NonNull
     public MutableHttpResponse<Problem> processResponse(@NonNull ErrorContext context,
                                                         @NonNull MutableHttpResponse<?> response) {
+        // an overlong request line or header block fails Netty's decoding before there is a request: the
+        // framework answers it as a 413 for a stand-in request, as if a body were too large; it is not
+        var request = context.getRequest();
+        boolean undecodable = BAD_REQUEST_PATH.equals(request.getPath())
+                || (request.getContentLength() <= 0 && !request.getHeaders().contains("Transfer-Encoding"));
+        if (undecodable && response.code() == HttpStatus.REQUEST_ENTITY_TOO_LARGE.getCode()) {
+            response.status(HttpStatus.BAD_REQUEST);
+            return response.contentType(Problem.MEDIA_TYPE).body(new Problem(ProblemType.INVALID_REQUEST.uri(),
+                    ProblemType.INVALID_REQUEST.title(), 400, "The request line or its headers are too long: at most "
+                    + "4,096 bytes of method, path and query, and 8 KiB of headers", null));
+        }
         int status = response.code();
         ProblemType type = ProblemType.forStatus(status);
         String detail;
