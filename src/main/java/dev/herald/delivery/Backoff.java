@@ -18,8 +18,13 @@ public final class Backoff {
 
     /** The wait before attempt {@code attempts + 1}, after {@code attempts} tries (at least 1). */
     public static Duration after(int attempts, Duration retryAfter) {
+        return after(attempts, retryAfter, LONGEST);
+    }
+
+    /** As {@link #after(int, Duration)}, the step growing to at most {@code longest}. */
+    public static Duration after(int attempts, Duration retryAfter, Duration longest) {
         long stepMillis = FIRST.toMillis() << Math.min(Math.max(attempts - 1, 0), 20);
-        stepMillis = Math.min(stepMillis, LONGEST.toMillis());
+        stepMillis = Math.min(stepMillis, longest.toMillis());
         long jittered = stepMillis / 2 + ThreadLocalRandom.current().nextLong(stepMillis / 2 + 1);
         Duration wait = Duration.ofMillis(jittered);
         return retryAfter != null && retryAfter.compareTo(wait) > 0 ? retryAfter : wait;

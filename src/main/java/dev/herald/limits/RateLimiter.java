@@ -53,7 +53,7 @@ public class RateLimiter {
     private final java.util.concurrent.ConcurrentHashMap<String, Lease> leases = new java.util.concurrent.ConcurrentHashMap<>();
     private final String script;
     private final String sha;
-    private volatile long lastWarning;
+    private final dev.herald.ops.OncePerMinute warnings = new dev.herald.ops.OncePerMinute();
     /** After a failure Redis is not asked for a few seconds, so an outage costs requests no waiting. */
     private volatile long skipUntil;
     static final Duration SKIP_AFTER_FAILURE = Duration.ofSeconds(5);
@@ -132,8 +132,7 @@ public class RateLimiter {
     private Decision failOpen(Throwable e) {
         long now = System.nanoTime();
         skipUntil = now + SKIP_AFTER_FAILURE.toNanos();
-        if (now - lastWarning > TimeUnit.MINUTES.toNanos(1)) {
-            lastWarning = now;
+        if (warnings.due()) {
             LOG.warn("Rate limits not applied while Redis does not answer: {}", unwrap(e).toString());
         }
         return Decision.TAKEN;

@@ -63,7 +63,7 @@ public class LiveHub implements AutoCloseable {
     private final ObjectMapper mapper;
     private final Clock clock;
     private final Duration ping;
-    private volatile long lastWarning;
+    private final dev.herald.ops.OncePerMinute warnings = new dev.herald.ops.OncePerMinute();
     /** After a failed presence read, users count as away without asking Redis until then ({@code nanoTime}). */
     private volatile long unreachableUntil;
     private static final Duration UNREACHABLE_PAUSE = Duration.ofSeconds(5);
@@ -309,9 +309,7 @@ public class LiveHub implements AutoCloseable {
     }
 
     private void warn(String what, Exception e) {
-        long now = System.nanoTime();
-        if (now - lastWarning > TimeUnit.MINUTES.toNanos(1)) {
-            lastWarning = now;
+        if (warnings.due()) {
             LOG.warn("Redis: {}: {}", what, e.toString());
         }
     }

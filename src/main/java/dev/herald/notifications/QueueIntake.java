@@ -60,7 +60,6 @@ class QueueIntake implements AutoCloseable {
     private static final int BATCH = 100;
     /** Reads of one entry before it counts as poison rather than an outage (an outage is retried longer by then). */
     private static final int MAX_TRIES = 10;
-    private static final String OUTAGE = "outage: ";
     private static final Logger LOG = LoggerFactory.getLogger(QueueIntake.class);
 
     private final NotificationIntake intake;
@@ -72,6 +71,7 @@ class QueueIntake implements AutoCloseable {
     private final String consumer = "herald-" + UUID.randomUUID().toString().substring(0, 12);
     private final Thread thread;
     private volatile boolean running = true;
+    private final dev.herald.ops.OncePerMinute warnings = new dev.herald.ops.OncePerMinute();
     private final dev.herald.delivery.WorkSignal stopping = new dev.herald.delivery.WorkSignal();
     private volatile Redis.Dedicated connection;
 
@@ -95,7 +95,6 @@ class QueueIntake implements AutoCloseable {
 
     private void loop() {
         long lastClaim = 0;
-        long lastWarning = System.nanoTime() - TimeUnit.MINUTES.toNanos(2);
         boolean ownPending = true;
         while (running) {
             try {
@@ -136,9 +135,8 @@ class QueueIntake implements AutoCloseable {
                     if (stale != null) {
                         stale.close();
                     }
-                } else if (System.nanoTime() - lastWarning > TimeUnit.MINUTES.toNanos(1)) {
+                } else if (warnings.due()) {
                     // Redis away: said once a minute, not every second
-                    lastWarning = System.nanoTime();
                     LOG.warn("Reading {} failed; trying again every second: {}", STREAM, e.toString());
                 }
                 ownPending = true;
@@ -178,22 +176,21 @@ class QueueIntake implements AutoCloseable {
      */
     private boolean handle(RedisClusterCommands<String, String> redis, List<StreamMessage<String, String>> entries) {
         List<String> done = new ArrayList<>();
-        Map<StreamMessage<String, String>, String> failed = new LinkedHashMap<>();
+        Map<StreamMessage<String, String>, Failure> failed = new LinkedHashMap<>();
         List<Map.Entry<StreamMessage<String, String>, CompletableFuture<NotificationService.Accepted>>> waiting = new ArrayList<>();
         for (StreamMessage<String, String> entry : entries) {
             try {
                 waiting.add(Map.entry(entry, submit(entry)));
             } catch (ApiException refused) {
                 if (transient_(refused)) {
-                    failed.put(entry, OUTAGE + reason(refused));
+                    failed.put(entry, Failure.of(refused));
                     continue;
                 }
                 dead(redis, entry, reason(refused));
                 done.add(entry.getId());
             } catch (RuntimeException e) {
                 // the key could not be checked (PostgreSQL away) or something unforeseen: read again
-                failed.put(entry, (dev.herald.api.SqlStates.isUnavailable(e) ? OUTAGE : "500 ")
-                        + e.getClass().getSimpleName());
+                failed.put(entry, Failure.of(e));
             }
         }
         for (var w : waiting) {
@@ -206,14 +203,10 @@ class QueueIntake implements AutoCloseable {
                     dead(redis, w.getKey(), reason(refused));
                     done.add(w.getKey().getId());
                 } else {
-                    Throwable cause = e.getCause() == null ? e : e.getCause();
-                    boolean outage = cause instanceof ApiException api ? transient_(api)
-                            : dev.herald.api.SqlStates.isUnavailable(cause);
-                    failed.put(w.getKey(), (outage ? OUTAGE : "")
-                            + (cause instanceof ApiException api ? reason(api) : "500 " + cause.getClass().getSimpleName()));
+                    failed.put(w.getKey(), Failure.of(e.getCause() == null ? e : e.getCause()));
                 }
             } catch (TimeoutException e) {
-                failed.put(w.getKey(), OUTAGE + "503 not stored within 30 s");
+                failed.put(w.getKey(), new Failure("503 not stored within 30 s", true));
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return true;
@@ -223,8 +216,8 @@ class QueueIntake implements AutoCloseable {
         // rather than holding up this consumer for ever
         for (var f : List.copyOf(failed.entrySet())) {
             // while PostgreSQL is away every entry waits, however long that takes
-            if (!f.getValue().startsWith(OUTAGE) && deliveries(redis, f.getKey().getId()) >= MAX_TRIES) {
-                dead(redis, f.getKey(), f.getValue() + " (not stored after " + MAX_TRIES + " tries)");
+            if (!f.getValue().outage() && deliveries(redis, f.getKey().getId()) >= MAX_TRIES) {
+                dead(redis, f.getKey(), f.getValue().reason() + " (not stored after " + MAX_TRIES + " tries)");
                 done.add(f.getKey().getId());
                 failed.remove(f.getKey());
             }
@@ -234,10 +227,20 @@ class QueueIntake implements AutoCloseable {
         }
         if (!failed.isEmpty()) {
             LOG.warn("{} stream entries not stored yet, read again shortly (first: {})", failed.size(),
-                    failed.values().iterator().next());
+                    failed.values().iterator().next().reason());
             pause(Duration.ofSeconds(1));
         }
         return !failed.isEmpty();
+    }
+
+    /** Why an entry was not stored this time; an {@code outage} (PostgreSQL away) is waited out, however long. */
+    private record Failure(String reason, boolean outage) {
+        static Failure of(Throwable cause) {
+            if (cause instanceof ApiException api) {
+                return new Failure(QueueIntake.reason(api), transient_(api));
+            }
+            return new Failure("500 " + cause.getClass().getSimpleName(), dev.herald.api.SqlStates.isUnavailable(cause));
+        }
     }
 
     /** How many times the group delivered the entry (to any consumer). */

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.herald.delivery.AppGateways;
+import dev.herald.delivery.Backoff;
 import dev.herald.delivery.WorkSignal;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micronaut.context.annotation.Context;
@@ -30,7 +31,6 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -56,7 +56,6 @@ class WebhookSender implements AutoCloseable {
     static final Duration LEASE = Duration.ofSeconds(30);
     static final Duration TIMEOUT = Duration.ofSeconds(10);
     static final Duration GIVE_UP_AFTER = Duration.ofHours(24);
-    static final Duration FIRST_RETRY = Duration.ofSeconds(1);
     static final Duration LONGEST_WAIT = Duration.ofSeconds(60);
 
     private final WebhookStore store;
@@ -247,11 +246,9 @@ class WebhookSender implements AutoCloseable {
         });
     }
 
-    /** The wait after {@code attempts} failed tries: 1 s doubling to 60 s, the upper half jittered, at least Retry-After. */
+    /** The wait after {@code attempts} failed tries: 1 s doubling to 60 s, jittered, at least Retry-After. */
     static Duration wait(int attempts, Duration retryAfter) {
-        long step = Math.min(FIRST_RETRY.toMillis() << Math.min(Math.max(attempts - 1, 0), 16), LONGEST_WAIT.toMillis());
-        Duration wait = Duration.ofMillis(step / 2 + ThreadLocalRandom.current().nextLong(step / 2 + 1));
-        return retryAfter != null && retryAfter.compareTo(wait) > 0 ? retryAfter : wait;
+        return Backoff.after(attempts, retryAfter, LONGEST_WAIT);
     }
 
     private void cleanUp() {

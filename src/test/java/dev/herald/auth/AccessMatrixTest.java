@@ -1,10 +1,5 @@
 package dev.herald.auth;
 
-import com.nimbusds.jose.JWSAlgorithm;
-import com.nimbusds.jose.JWSHeader;
-import com.nimbusds.jose.crypto.MACSigner;
-import com.nimbusds.jwt.JWTClaimsSet;
-import com.nimbusds.jwt.SignedJWT;
 import dev.herald.support.Api;
 import dev.herald.support.Fixtures;
 import dev.herald.support.HeraldTest;
@@ -13,7 +8,6 @@ import org.junit.jupiter.api.Test;
 
 import java.time.Instant;
 import java.util.ArrayList;
-import java.util.Date;
 import java.util.EnumMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -42,14 +36,6 @@ class AccessMatrixTest extends HeraldTest {
     private String notification;
     private String installation;
 
-    private static String jwt(String secret, String subject, Instant expires) throws Exception {
-        JWTClaimsSet claims = new JWTClaimsSet.Builder().subject(subject).audience("herald")
-                .issueTime(new Date()).expirationTime(Date.from(expires)).build();
-        SignedJWT jwt = new SignedJWT(new JWSHeader(JWSAlgorithm.HS256), claims);
-        jwt.sign(new MACSigner(secret.getBytes()));
-        return jwt.serialize();
-    }
-
     private void credentials() throws Exception {
         app = fixtures.app();
         String other = fixtures.app();
@@ -64,8 +50,8 @@ class AccessMatrixTest extends HeraldTest {
         bearer.put(Who.OTHER_APP, fixtures.key(other, "live", "send", "calls", "users", "admin"));
         bearer.put(Who.USER, fixtures.userToken(bearer.get(Who.USERS), user));
         bearer.put(Who.OTHER_USER, fixtures.userToken(bearer.get(Who.USERS), otherUser));
-        bearer.put(Who.EXPIRED, jwt(HERALD_SECRET, user, Instant.now().minusSeconds(3600)));
-        bearer.put(Who.FORGED, jwt("not-the-deployment-secret-0123456789-0123456789", user, Instant.now().plusSeconds(3600)));
+        bearer.put(Who.EXPIRED, Fixtures.jwt(HERALD_SECRET, user, "herald", Instant.now().minusSeconds(3600)));
+        bearer.put(Who.FORGED, Fixtures.jwt("not-the-deployment-secret-0123456789-0123456789", user, "herald", Instant.now().plusSeconds(3600)));
 
         installation = "matrix-phone-" + user;
         assertThat(api.put("/v1/devices/" + installation, bearer.get(Who.USER),

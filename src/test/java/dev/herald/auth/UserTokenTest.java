@@ -1,11 +1,7 @@
 package dev.herald.auth;
 
-import com.nimbusds.jose.JWSAlgorithm;
-import com.nimbusds.jose.JWSHeader;
-import com.nimbusds.jose.crypto.MACSigner;
 import com.nimbusds.jwt.JWTClaimsSet;
 import com.nimbusds.jwt.PlainJWT;
-import com.nimbusds.jwt.SignedJWT;
 import dev.herald.support.Api;
 import dev.herald.support.Fixtures;
 import dev.herald.support.HeraldTest;
@@ -30,14 +26,6 @@ class UserTokenTest extends HeraldTest {
     /** application-test.yml: HERALD_JWT_SECRET, and the secret of the stand-in identity provider. */
     private static final String HERALD_SECRET = "herald-test-jwt-secret-0123456789-0123456789-abcdef";
     private static final String IDP_SECRET = "identity-provider-secret-0123456789-abcdefghijkl";
-
-    private static String sign(String secret, String subject, String audience, Instant expires) throws Exception {
-        JWTClaimsSet claims = new JWTClaimsSet.Builder().subject(subject).audience(audience)
-                .issueTime(new Date()).expirationTime(Date.from(expires)).build();
-        SignedJWT jwt = new SignedJWT(new JWSHeader(JWSAlgorithm.HS256), claims);
-        jwt.sign(new MACSigner(secret.getBytes()));
-        return jwt.serialize();
-    }
 
     @Test
     void mintsATokenThatReachesTheUsersDevices() {
@@ -100,23 +88,23 @@ class UserTokenTest extends HeraldTest {
 
     @Test
     void acceptsTokensOfTheDeploymentsIdentityProvider() throws Exception {
-        String token = sign(IDP_SECRET, "idp-user-" + Fixtures.unique("u"), "herald", Instant.now().plusSeconds(300));
+        String token = Fixtures.jwt(IDP_SECRET, "idp-user-" + Fixtures.unique("u"), "herald", Instant.now().plusSeconds(300));
         assertThat(api.get("/v1/devices", token).status()).isEqualTo(200);
     }
 
     @Test
     void refusesExpiredForgedAndForeignTokens() throws Exception {
         Instant later = Instant.now().plusSeconds(300);
-        assertThat(api.get("/v1/devices", sign(HERALD_SECRET, "carol", "herald", later)).status()).isEqualTo(200);
+        assertThat(api.get("/v1/devices", Fixtures.jwt(HERALD_SECRET, "carol", "herald", later)).status()).isEqualTo(200);
 
-        String expired = sign(HERALD_SECRET, "carol", "herald", Instant.now().minusSeconds(120));
-        String wrongAudience = sign(HERALD_SECRET, "carol", "someone-else", later);
-        String forged = sign("an-attackers-secret-0123456789-0123456789-abcd", "carol", "herald", later);
+        String expired = Fixtures.jwt(HERALD_SECRET, "carol", "herald", Instant.now().minusSeconds(120));
+        String wrongAudience = Fixtures.jwt(HERALD_SECRET, "carol", "someone-else", later);
+        String forged = Fixtures.jwt("an-attackers-secret-0123456789-0123456789-abcd", "carol", "herald", later);
         String unsigned = new PlainJWT(new JWTClaimsSet.Builder().subject("carol").audience("herald")
                 .expirationTime(Date.from(later)).build()).serialize();
-        String tampered = sign(HERALD_SECRET, "carol", "herald", later);
+        String tampered = Fixtures.jwt(HERALD_SECRET, "carol", "herald", later);
         String[] parts = tampered.split("\\.");
-        String otherSubject = sign(HERALD_SECRET, "mallory", "herald", later).split("\\.")[1];
+        String otherSubject = Fixtures.jwt(HERALD_SECRET, "mallory", "herald", later).split("\\.")[1];
         tampered = parts[0] + "." + otherSubject + "." + parts[2];
 
         for (String token : new String[]{expired, wrongAudience, forged, unsigned, tampered}) {

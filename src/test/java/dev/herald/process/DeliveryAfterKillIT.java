@@ -5,16 +5,12 @@ import dev.herald.support.Fixtures;
 import dev.herald.support.MockApns;
 import org.junit.jupiter.api.Test;
 
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Collections;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -102,7 +98,7 @@ class DeliveryAfterKillIT {
                 second.awaitHealthy(Duration.ofSeconds(30));
                 Api api = second.api();
                 await().atMost(Duration.ofSeconds(120)).pollInterval(Duration.ofMillis(500)).until(() ->
-                        apnsIds(apns).keySet().containsAll(expectedIds(accepted, deviceOf)));
+                        apns.countsByApnsId().keySet().containsAll(expectedIds(accepted, deviceOf)));
                 // a push whose outcome the killed process had not recorded stays queued until its lease ends
                 List<String> notDone = new ArrayList<>(accepted);
                 await().atMost(Duration.ofSeconds(120)).pollInterval(Duration.ofSeconds(1)).until(() -> {
@@ -113,7 +109,7 @@ class DeliveryAfterKillIT {
                     });
                     return notDone.isEmpty();
                 });
-                Map<String, Long> byId = apnsIds(apns);
+                Map<String, Long> byId = apns.countsByApnsId();
                 long duplicates = byId.values().stream().filter(c -> c > 1).mapToLong(c -> c - 1).sum();
                 System.out.printf("all %d accepted notifications delivered after the restart; %d duplicate pushes "
                         + "(sent before the kill, outcome not yet recorded)%n", accepted.size(), duplicates);
@@ -122,17 +118,7 @@ class DeliveryAfterKillIT {
         }
     }
 
-    /** The apns-id Herald gives a notification's push to an installation (a name-based UUID). */
     private static Set<String> expectedIds(Set<String> accepted, Map<String, String> deviceOf) {
-        return accepted.stream().map(id -> UUID.nameUUIDFromBytes((id + "/" + deviceOf.get(id))
-                .getBytes(StandardCharsets.UTF_8)).toString()).collect(Collectors.toSet());
-    }
-
-    private static Map<String, Long> apnsIds(MockApns apns) {
-        Map<String, Long> counts = new HashMap<>();
-        for (MockApns.Received r : apns.received()) {
-            counts.merge(r.header("apns-id").toLowerCase(), 1L, Long::sum);
-        }
-        return Collections.unmodifiableMap(counts);
+        return accepted.stream().map(id -> Fixtures.apnsId(id, deviceOf.get(id))).collect(Collectors.toSet());
     }
 }

@@ -13,7 +13,6 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.api.TestMethodOrder;
 
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -21,7 +20,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -92,20 +90,61 @@ class ThreeNodeIT {
                 Map.of("name", "k", "mode", "live", "scopes", List.of(scopes))).json().path("key").asText();
     }
 
+    /**
+     * Single-device notifications to 30 devices of a fresh user, sent by {@code threads} senders spread
+     * over the first {@code nodeCount} nodes; the senders of node {@code leaving} stop when it goes away.
+     */
+    private final class Burst {
+        final Map<String, String> deviceOf = new ConcurrentHashMap<>();
+        private final ExecutorService senders;
+        private final int total;
+
+        Burst(String prefix, int nodeCount, int threads, int total, int leaving) {
+            this.total = total;
+            String user = Fixtures.unique(prefix);
+            String token = userToken(0, user);
+            int devices = 30;
+            for (int i = 0; i < devices; i++) {
+                assertThat(node(i % nodeCount).put("/v1/devices/" + prefix + "-" + user + "-" + i, token,
+                        Fixtures.iosDevice(app, Fixtures.apnsToken())).status()).isEqualTo(201);
+            }
+            AtomicInteger next = new AtomicInteger();
+            senders = Executors.newFixedThreadPool(threads);
+            for (int s = 0; s < threads; s++) {
+                int via = s % nodeCount;
+                senders.execute(() -> {
+                    int n;
+                    while ((n = next.getAndIncrement()) < total) {
+                        String installation = prefix + "-" + user + "-" + (n % devices);
+                        try {
+                            Api.Response r = node(via).post("/v1/notifications", key,
+                                    Map.of("to", Map.of("devices", List.of(installation)), "title", prefix + " " + n));
+                            if (r.status() == 202) {
+                                deviceOf.put(r.json().path("id").asText(), installation);
+                            }
+                        } catch (RuntimeException nodeGone) {
+                            if (via != leaving) {
+                                throw nodeGone;
+                            }
+                            return; // this sender's node went away
+                        }
+                    }
+                });
+            }
+        }
+
+        void awaitAThird() {
+            await().atMost(Duration.ofSeconds(60)).until(() -> deviceOf.size() >= total / 3);
+        }
+
+        void finish() throws InterruptedException {
+            senders.shutdown();
+            assertThat(senders.awaitTermination(60, TimeUnit.SECONDS)).isTrue();
+        }
+    }
+
     private String userToken(int via, String user) {
         return node(via).post("/v1/users/" + user + "/tokens", key, Map.of()).json().path("token").asText();
-    }
-
-    private static Map<String, Long> apnsIds(MockApns apns) {
-        Map<String, Long> counts = new HashMap<>();
-        for (MockApns.Received r : apns.received()) {
-            counts.merge(r.header("apns-id").toLowerCase(), 1L, Long::sum);
-        }
-        return counts;
-    }
-
-    private static String apnsId(String notificationId, String installationId) {
-        return UUID.nameUUIDFromBytes((notificationId + "/" + installationId).getBytes(StandardCharsets.UTF_8)).toString();
     }
 
     @Test
@@ -212,12 +251,12 @@ class ThreeNodeIT {
         String id = accepted.json().path("id").asText();
         Set<String> expected = new java.util.HashSet<>();
         for (int i = 0; i < devices; i++) {
-            expected.add(apnsId(id, "fan-" + user + "-" + i));
+            expected.add(Fixtures.apnsId(id, "fan-" + user + "-" + i));
         }
-        await().atMost(Duration.ofSeconds(60)).until(() -> apnsIds(apns).keySet().containsAll(expected));
+        await().atMost(Duration.ofSeconds(60)).until(() -> apns.countsByApnsId().keySet().containsAll(expected));
         await().atMost(DEADLINE).until(() -> "done".equals(node(2).get("/v1/notifications/" + id, key).json()
                 .path("status").asText()));
-        Map<String, Long> counts = apnsIds(apns);
+        Map<String, Long> counts = apns.countsByApnsId();
         assertThat(expected.stream().filter(e -> counts.get(e) != 1L).toList()).as("pushed more than once").isEmpty();
         assertThat(node(0).get("/v1/notifications/" + id, key).json().path("counts").path("sent").asInt()).isEqualTo(devices);
     }
@@ -225,43 +264,12 @@ class ThreeNodeIT {
     @Test
     @Order(5)
     void aNodeStoppedGracefullyMidBurstLosesNothingAndWaitsForNoLease() throws Exception {
-        String user = Fixtures.unique("drain");
-        String token = userToken(0, user);
-        int devices = 30;
-        for (int i = 0; i < devices; i++) {
-            assertThat(node(i % 3).put("/v1/devices/drain-" + user + "-" + i, token,
-                    Fixtures.iosDevice(app, Fixtures.apnsToken())).status()).isEqualTo(201);
-        }
-        Map<String, String> deviceOf = new ConcurrentHashMap<>();
-        AtomicInteger next = new AtomicInteger();
-        int total = 600;
-        ExecutorService senders = Executors.newFixedThreadPool(9);
-        for (int s = 0; s < 9; s++) {
-            int via = s % 3;
-            senders.execute(() -> {
-                int n;
-                while ((n = next.getAndIncrement()) < total) {
-                    String installation = "drain-" + user + "-" + (n % devices);
-                    try {
-                        Api.Response r = node(via).post("/v1/notifications", key,
-                                Map.of("to", Map.of("devices", List.of(installation)), "title", "Drain " + n));
-                        if (r.status() == 202) {
-                            deviceOf.put(r.json().path("id").asText(), installation);
-                        }
-                    } catch (RuntimeException nodeGone) {
-                        if (via != 2) {
-                            throw nodeGone;
-                        }
-                        return; // this sender's node is shutting down
-                    }
-                }
-            });
-        }
-        await().atMost(Duration.ofSeconds(60)).until(() -> deviceOf.size() >= total / 3);
+        Burst burst = new Burst("drain", 3, 9, 600, 2);
+        Map<String, String> deviceOf = burst.deviceOf;
+        burst.awaitAThird();
         long stoppedAt = System.nanoTime();
         nodes.get(2).close(); // SIGTERM, as Kubernetes sends it
-        senders.shutdown();
-        assertThat(senders.awaitTermination(60, TimeUnit.SECONDS)).isTrue();
+        burst.finish();
         List<String> notDone = new ArrayList<>(deviceOf.keySet());
         await().atMost(Duration.ofSeconds(90)).pollInterval(Duration.ofMillis(500)).until(() -> {
             notDone.removeIf(id -> {
@@ -279,51 +287,20 @@ class ThreeNodeIT {
     @Test
     @Order(6)
     void aNodeKilledMidBurstLosesNothing() throws Exception {
-        String user = Fixtures.unique("burst");
-        String token = userToken(0, user);
-        int devices = 30;
-        for (int i = 0; i < devices; i++) {
-            assertThat(node(i % 2).put("/v1/devices/burst-" + user + "-" + i, token,
-                    Fixtures.iosDevice(app, Fixtures.apnsToken())).status()).isEqualTo(201);
-        }
-        Map<String, String> deviceOf = new ConcurrentHashMap<>();
-        AtomicInteger next = new AtomicInteger();
-        int total = 900;
         // APNs holds every push, so the node dies with pushes claimed (leased to it) and not yet sent
         MockApns.Gate held = apns.hold();
-        ExecutorService senders = Executors.newFixedThreadPool(8);
-        for (int s = 0; s < 8; s++) {
-            int via = s % 2; // node 2 was stopped before
-            senders.execute(() -> {
-                int n;
-                while ((n = next.getAndIncrement()) < total) {
-                    String installation = "burst-" + user + "-" + (n % devices);
-                    try {
-                        Api.Response r = node(via).post("/v1/notifications", key,
-                                Map.of("to", Map.of("devices", List.of(installation)), "title", "Burst " + n));
-                        if (r.status() == 202) {
-                            deviceOf.put(r.json().path("id").asText(), installation);
-                        }
-                    } catch (RuntimeException nodeGone) {
-                        if (via == 1) {
-                            return; // this sender's node was killed
-                        }
-                        throw nodeGone;
-                    }
-                }
-            });
-        }
-        await().atMost(Duration.ofSeconds(60)).until(() -> deviceOf.size() >= total / 3);
+        Burst burst = new Burst("burst", 2, 8, 900, 1); // node 2 was stopped before
+        Map<String, String> deviceOf = burst.deviceOf;
+        burst.awaitAThird();
         nodes.get(1).kill();
         long killedAt = System.nanoTime();
         held.open();
-        senders.shutdown();
-        assertThat(senders.awaitTermination(60, TimeUnit.SECONDS)).isTrue();
-        Set<String> expected = deviceOf.entrySet().stream().map(e -> apnsId(e.getKey(), e.getValue()))
+        burst.finish();
+        Set<String> expected = deviceOf.entrySet().stream().map(e -> Fixtures.apnsId(e.getKey(), e.getValue()))
                 .collect(Collectors.toSet());
         await().atMost(Duration.ofSeconds(150)).pollInterval(Duration.ofSeconds(1))
-                .until(() -> apnsIds(apns).keySet().containsAll(expected));
-        Map<String, Long> counts = apnsIds(apns);
+                .until(() -> apns.countsByApnsId().keySet().containsAll(expected));
+        Map<String, Long> counts = apns.countsByApnsId();
         long duplicates = expected.stream().mapToLong(e -> counts.get(e) - 1).sum();
         long pushedAt = System.nanoTime();
         // the killed node's claims end with their lease; the others then send and record what it held

@@ -132,4 +132,24 @@ public final class Fixtures {
         problem.path("errors").forEach(e -> fields.add(e.path("field").asText()));
         return fields;
     }
+
+    /** An HS256 user token as an identity provider (or an attacker) would sign it. */
+    public static String jwt(String secret, String subject, String audience, java.time.Instant expires) {
+        try {
+            com.nimbusds.jwt.JWTClaimsSet claims = new com.nimbusds.jwt.JWTClaimsSet.Builder().subject(subject)
+                    .audience(audience).issueTime(new java.util.Date()).expirationTime(java.util.Date.from(expires)).build();
+            com.nimbusds.jwt.SignedJWT jwt = new com.nimbusds.jwt.SignedJWT(
+                    new com.nimbusds.jose.JWSHeader(com.nimbusds.jose.JWSAlgorithm.HS256), claims);
+            jwt.sign(new com.nimbusds.jose.crypto.MACSigner(secret.getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+            return jwt.serialize();
+        } catch (com.nimbusds.jose.JOSEException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** The apns-id Herald gives a notification's push to an installation (a name-based UUID, the same on every try). */
+    public static String apnsId(String notificationId, String installationId) {
+        return UUID.nameUUIDFromBytes((notificationId + "/" + installationId)
+                .getBytes(java.nio.charset.StandardCharsets.UTF_8)).toString();
+    }
 }

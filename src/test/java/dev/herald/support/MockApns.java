@@ -151,6 +151,15 @@ public final class MockApns implements AutoCloseable {
         return List.copyOf(received);
     }
 
+    /** How many times each {@code apns-id} (lower case) arrived: more than once is a push sent again. */
+    public Map<String, Long> countsByApnsId() {
+        Map<String, Long> counts = new java.util.HashMap<>();
+        for (Received r : received) {
+            counts.merge(r.header("apns-id").toLowerCase(), 1L, Long::sum);
+        }
+        return counts;
+    }
+
     public List<Received> receivedFor(String token) {
         return received.stream().filter(r -> r.token().equals(token)).toList();
     }
