@@ -7,14 +7,12 @@ import com.google.auth.oauth2.ServiceAccountCredentials;
 import dev.herald.api.ApiException;
 import dev.herald.api.JsonBodies;
 import dev.herald.api.Problem;
+import dev.herald.webhooks.WebhookTargets;
 import io.micronaut.context.annotation.Value;
 import jakarta.inject.Singleton;
 
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
-import java.net.InetAddress;
-import java.net.URI;
-import java.net.UnknownHostException;
 import java.nio.charset.StandardCharsets;
 import java.security.InvalidKeyException;
 import java.security.NoSuchAlgorithmException;
@@ -69,33 +67,16 @@ class AppSettingsValidator {
     }
 
     private static void checkPublic(String url, List<Problem.FieldError> errors) {
-        String host;
-        try {
-            host = URI.create(url).getHost();
-        } catch (IllegalArgumentException e) {
-            host = null;
-        }
-        if (host == null) {
-            errors.add(new Problem.FieldError("webhook.url", "must be an absolute http or https URL with a host"));
-            return;
-        }
-        try {
-            for (InetAddress address : InetAddress.getAllByName(host)) {
-                if (address.isLoopbackAddress() || address.isSiteLocalAddress() || address.isLinkLocalAddress()
-                        || address.isAnyLocalAddress() || address.isMulticastAddress() || isUniqueLocal(address)) {
-                    errors.add(new Problem.FieldError("webhook.url",
-                            "resolves to a private address; set HERALD_WEBHOOK_ALLOW_PRIVATE=true to allow it"));
-                    return;
+        WebhookTargets.refusal(url).ifPresent(reason -> {
+            switch (reason) {
+                case "not_absolute" -> errors.add(new Problem.FieldError("webhook.url",
+                        "must be an absolute http or https URL with a host"));
+                case "private_address" -> errors.add(new Problem.FieldError("webhook.url",
+                        "resolves to a private address; set HERALD_WEBHOOK_ALLOW_PRIVATE=true to allow it"));
+                default -> {
+                    // not resolvable from here (yet): accepted; every delivery checks the addresses again
                 }
             }
-        } catch (UnknownHostException e) {
-            // not resolvable from here (yet): accepted; every delivery checks the address it connects to
-        }
-    }
-
-    /** IPv6 unique local addresses, fc00::/7 (RFC 4193), which {@link InetAddress#isSiteLocalAddress} misses. */
-    private static boolean isUniqueLocal(InetAddress address) {
-        byte[] bytes = address.getAddress();
-        return bytes.length == 16 && (bytes[0] & 0xfe) == 0xfc;
+        });
     }
 }

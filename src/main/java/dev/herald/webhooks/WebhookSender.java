@@ -70,11 +70,18 @@ class WebhookSender implements AutoCloseable {
     private final Map<String, AtomicInteger> inFlightByApp = new ConcurrentHashMap<>();
     private final AtomicInteger inFlight = new AtomicInteger();
     private final Thread thread;
+    private final boolean allowPrivate;
+    /** Why a URL is refused (empty: it is not), as its host resolved in the last half minute. */
+    private final com.github.benmanes.caffeine.cache.Cache<String, Optional<String>> refusals =
+            com.github.benmanes.caffeine.cache.Caffeine.newBuilder().expireAfterWrite(Duration.ofSeconds(30))
+                    .maximumSize(10_000).build();
     private volatile boolean running = true;
     private Instant lastCleanup = Instant.EPOCH;
 
     WebhookSender(WebhookStore store, AppGateways apps, dev.herald.api.JsonBodies bodies, MeterRegistry meters, Clock clock,
-                  @Value("${herald.webhooks.poll:250ms}") Duration poll) {
+                  @Value("${herald.webhooks.poll:250ms}") Duration poll,
+                  @Value("${herald.webhook-allow-private:false}") boolean allowPrivate) {
+        this.allowPrivate = allowPrivate;
         this.store = store;
         this.apps = apps;
         this.mapper = bodies.mapper();
@@ -142,12 +149,21 @@ class WebhookSender implements AutoCloseable {
             results.add(new Result(event, true, null, false, null));
             return;
         }
+        String url = webhook.get().path("url").asText();
+        if (!allowPrivate) {
+            // again at every delivery: the host may resolve inward now though it did not when it was set
+            Optional<String> refused = refusals.get(url, u -> WebhookTargets.refusal(u).filter("private_address"::equals));
+            if (refused.isPresent()) {
+                results.add(new Result(event, false, refused.get(), false, null));
+                return;
+            }
+        }
         String body;
         HttpRequest request;
         try {
             body = body(event);
             long t = clock.instant().getEpochSecond();
-            request = HttpRequest.newBuilder(URI.create(webhook.get().path("url").asText()))
+            request = HttpRequest.newBuilder(URI.create(url))
                     .timeout(TIMEOUT)
                     .header("Content-Type", "application/json")
                     .header("User-Agent", "Herald-Webhooks/1")

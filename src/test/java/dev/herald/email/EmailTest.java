@@ -157,6 +157,23 @@ class EmailTest extends HeraldTest implements TestPropertyProvider {
                 .contains("&lt;n°7&gt;").contains("href=\"https://example.com/invoices/7?a=1&amp;b=2\"");
     }
 
+    @Test
+    void aTitleCarryingHeadersCannotAddRecipientsOrHeaders() throws Exception {
+        preferences(Map.of("email", address()));
+        Map<String, Object> body = new LinkedHashMap<>();
+        body.put("to", Map.of("users", List.of(tenant.userId())));
+        body.put("title", "Invoice\r\nBcc: eve@example.com\r\nX-Injected: 1\n\nbody");
+        String id = send(body);
+
+        emailDelivery(id, "sent");
+        await().atMost(DEADLINE).until(() -> mailTo(address()).size() == 1);
+        MimeMessage mail = mailTo(address()).get(0);
+        assertThat(mail.getSubject()).isEqualTo("Invoice Bcc: eve@example.com X-Injected: 1 body");
+        assertThat(mail.getHeader("X-Injected")).isNull();
+        assertThat(mail.getAllRecipients()).extracting(Object::toString).containsExactly(address());
+        assertThat(mailTo("eve@example.com")).isEmpty();
+    }
+
     /** The message body with quoted-printable soft breaks and escapes undone, for reading. */
     private static String decoded(String body) throws Exception {
         return new String(jakarta.mail.internet.MimeUtility.decode(
