@@ -78,6 +78,7 @@ final class BenchService implements AutoCloseable {
         builder.environment().put("HERALD_LIMITS_KEY_BURST", "1000000");
         builder.environment().put("HERALD_LIMITS_USER_PER_SECOND", "1000000");
         builder.environment().put("HERALD_LIMITS_USER_BURST", "1000000");
+        builder.environment().put("HERALD_LIMITS_DEVICE_PER_MINUTE", "1000000");
         long started = System.nanoTime();
         BenchService service = new BenchService(builder.start(), port, logFile, adminKey);
         log("service: pid %d, port %d, log %s", service.process.pid(), port, logFile);

@@ -162,6 +162,7 @@ public final class DeviceRegistrationBench {
         builder.environment().put("HERALD_LIMITS_KEY_BURST", "1000000");
         builder.environment().put("HERALD_LIMITS_USER_PER_SECOND", "1000000");
         builder.environment().put("HERALD_LIMITS_USER_BURST", "1000000");
+        builder.environment().put("HERALD_LIMITS_DEVICE_PER_MINUTE", "1000000");
         long started = System.nanoTime();
         service = builder.start();
         log("service: pid %d, port %d, log %s", service.pid(), port, logFile);

@@ -28,9 +28,9 @@ public record AppView(String id, String name, @Nullable Apns apns, @Nullable Fcm
     public record Webhook(String url, boolean configured) {
     }
 
-    /** The app's own rate limits for its keys; null fields: the deployment's. */
+    /** The app's own rate limits for its keys and cap on pushes per device; null fields: the deployment's. */
     @Serdeable
-    public record Limits(@Nullable Double keyPerSecond, @Nullable Integer keyBurst) {
+    public record Limits(@Nullable Double keyPerSecond, @Nullable Integer keyBurst, @Nullable Integer devicePushesPerMinute) {
     }
 
     static AppView of(AppStore.StoredApp app) {
@@ -47,7 +47,8 @@ public record AppView(String id, String name, @Nullable Apns apns, @Nullable Fcm
                 email.isObject() ? new Email(email.path("from").asText(), true) : null,
                 webhook.isObject() ? new Webhook(webhook.path("url").asText(), true) : null,
                 limits.isObject() ? new Limits(limits.hasNonNull("keyPerSecond") ? limits.get("keyPerSecond").asDouble() : null,
-                        limits.hasNonNull("keyBurst") ? limits.get("keyBurst").asInt() : null) : null,
+                        limits.hasNonNull("keyBurst") ? limits.get("keyBurst").asInt() : null,
+                        limits.hasNonNull("devicePushesPerMinute") ? limits.get("devicePushesPerMinute").asInt() : null) : null,
                 d.path("syncBadges").asBoolean(false), app.createdAt(), app.updatedAt());
     }
 }

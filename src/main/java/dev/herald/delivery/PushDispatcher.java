@@ -2,6 +2,7 @@ package dev.herald.delivery;
 
 import dev.herald.apns.ApnsSender;
 import dev.herald.fcm.FcmSender;
+import dev.herald.limits.DevicePushCap;
 import jakarta.inject.Singleton;
 
 import java.nio.charset.StandardCharsets;
@@ -34,10 +35,12 @@ class PushDispatcher {
     private final dev.herald.inbox.InboxStore inbox;
     private final dev.herald.preferences.PreferenceCache preferences;
     private final io.micronaut.transaction.TransactionOperations<java.sql.Connection> transactions;
+    private final DevicePushCap cap;
 
     PushDispatcher(ApnsSender apns, FcmSender fcm, AppGateways gateways, Clock clock, dev.herald.inbox.InboxStore inbox,
                    io.micronaut.transaction.TransactionOperations<java.sql.Connection> transactions,
-                   dev.herald.preferences.PreferenceCache preferences) {
+                   dev.herald.preferences.PreferenceCache preferences, DevicePushCap cap) {
+        this.cap = cap;
         this.inbox = inbox;
         this.preferences = preferences;
         this.transactions = transactions;
@@ -79,6 +82,9 @@ class PushDispatcher {
         if (refused != null) {
             return done(push, appId, "suppressed", refused);
         }
+        if (capped.remove(push.id()) != null) {
+            return done(push, appId, "suppressed", "device_limit");
+        }
         if (plan.notification.test()) {
             return done(push, appId, "simulated", null);
         }
@@ -108,8 +114,24 @@ class PushDispatcher {
      * preferences keep this push back ({@code preference}, {@code quiet_hours}), or null. Read from
      * {@link PreferenceCache}, which the worker fills for a whole batch first.
      */
-    /** Reads, in one query each, the preferences and unread counts the {@link #dispatch} of these pushes will need. Never throws. */
+    /**
+     * Reads, in one query each, the preferences and unread counts the {@link #dispatch} of these pushes
+     * will need, and counts their first attempts against their devices' caps. Never throws.
+     */
     void prepare(List<DeliveryStore.ClaimedPush> pushes, java.util.function.Function<String, NotificationPlans.Plan> plans) {
+        try {
+            List<DevicePushCap.Counted> counted = new java.util.ArrayList<>();
+            for (DeliveryStore.ClaimedPush push : pushes) {
+                NotificationPlans.Plan plan = plans.apply(push.notificationId());
+                if (plan != null && push.attempts() <= 1 && push.token() != null && push.platform() != null) {
+                    String app = plan.notification.appId();
+                    counted.add(new DevicePushCap.Counted(push.id(), app, push.installationId(), capOf(app)));
+                }
+            }
+            cap.over(counted).forEach(id -> capped.put(id, Boolean.TRUE));
+        } catch (RuntimeException e) {
+            // the app's settings unreadable this moment: nothing capped
+        }
         try {
             java.util.Set<String> users = new java.util.HashSet<>();
             for (DeliveryStore.ClaimedPush push : pushes) {
@@ -143,6 +165,16 @@ class PushDispatcher {
             // each push then reads its own count
         }
     }
+
+    /** The app's own cap on pushes per device per minute, else the deployment's. */
+    private int capOf(String appId) {
+        return gateways.app(appId).map(a -> a.document().path("limits").path("devicePushesPerMinute").asInt(cap.perMinute()))
+                .orElse(cap.perMinute());
+    }
+
+    /** Deliveries over their device's cap, found for a batch, each taken by its push. */
+    private final Map<Long, Boolean> capped = com.github.benmanes.caffeine.cache.Caffeine.newBuilder()
+            .expireAfterWrite(Duration.ofSeconds(30)).<Long, Boolean>build().asMap();
 
     /** Unread counts read for a batch, by delivery id, each taken by its push. */
     private final Map<Long, Long> unreadCounts = com.github.benmanes.caffeine.cache.Caffeine.newBuilder()

@@ -1,20 +1,15 @@
 package dev.herald.limits;
 
 import dev.herald.redis.Redis;
-import io.lettuce.core.RedisNoScriptException;
+import dev.herald.redis.RedisScript;
 import io.lettuce.core.ScriptOutputType;
 import jakarta.inject.Singleton;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.TimeUnit;
 
@@ -51,8 +46,7 @@ public class RateLimiter {
 
     private final Redis redis;
     private final java.util.concurrent.ConcurrentHashMap<String, Lease> leases = new java.util.concurrent.ConcurrentHashMap<>();
-    private final String script;
-    private final String sha;
+    private final RedisScript script = RedisScript.load("/redis/token_bucket.lua", ScriptOutputType.MULTI);
     private final dev.herald.ops.OncePerMinute warnings = new dev.herald.ops.OncePerMinute();
     /** After a failure Redis is not asked for a few seconds, so an outage costs requests no waiting. */
     private volatile long skipUntil;
@@ -60,17 +54,6 @@ public class RateLimiter {
 
     RateLimiter(Redis redis) {
         this.redis = redis;
-        try (InputStream in = RateLimiter.class.getResourceAsStream("/redis/token_bucket.lua")) {
-            this.script = new String(in.readAllBytes(), StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
-        try {
-            this.sha = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-1")
-                    .digest(script.getBytes(StandardCharsets.UTF_8)));
-        } catch (java.security.NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
     }
 
     /** Takes a token from {@code bucket}, refilled at {@code perSecond} up to {@code burst}. */
@@ -91,11 +74,7 @@ public class RateLimiter {
         String[] args = {Double.toString(perSecond), Integer.toString(burst), Integer.toString(want)};
         CompletableFuture<List<Object>> answer;
         try {
-            answer = redis.async().<List<Object>>evalsha(sha, ScriptOutputType.MULTI, keys, args).toCompletableFuture()
-                    .exceptionallyCompose(e -> unwrap(e) instanceof RedisNoScriptException
-                            // the first use on this Redis (or after its restart): send the script itself
-                            ? redis.async().<List<Object>>eval(script, ScriptOutputType.MULTI, keys, args).toCompletableFuture()
-                            : CompletableFuture.failedFuture(e));
+            answer = script.run(redis, keys, args);
         } catch (RuntimeException e) {
             return CompletableFuture.completedFuture(failOpen(e));
         }
@@ -133,12 +112,8 @@ public class RateLimiter {
         long now = System.nanoTime();
         skipUntil = now + SKIP_AFTER_FAILURE.toNanos();
         if (warnings.due()) {
-            LOG.warn("Rate limits not applied while Redis does not answer: {}", unwrap(e).toString());
+            LOG.warn("Rate limits not applied while Redis does not answer: {}", RedisScript.unwrap(e).toString());
         }
         return Decision.TAKEN;
-    }
-
-    private static Throwable unwrap(Throwable e) {
-        return e instanceof CompletionException && e.getCause() != null ? e.getCause() : e;
     }
 }

@@ -65,6 +65,7 @@ final class HeraldProcess implements AutoCloseable {
             builder.environment().put("HERALD_LIMITS_KEY_BURST", "1000000");
             builder.environment().put("HERALD_LIMITS_USER_PER_SECOND", "1000000");
             builder.environment().put("HERALD_LIMITS_USER_BURST", "1000000");
+            builder.environment().put("HERALD_LIMITS_DEVICE_PER_MINUTE", "1000000");
             builder.environment().putAll(environment);
             builder.environment().put("PORT", Integer.toString(port));
             return new HeraldProcess(builder.start(), port, log);
