@@ -23,7 +23,8 @@ public final class SqlStates {
 
     /**
      * PostgreSQL could not be reached or went away (SQLState class 08, an administrator or crash
-     * shutdown, or no connection within the pool's timeout): nothing the client did, worth a retry.
+     * shutdown, a pooled connection found closed, or no connection within the pool's timeout): nothing
+     * the client did, worth a retry.
      */
     public static boolean isUnavailable(Throwable error) {
         for (Throwable t = error; t != null; t = t.getCause()) {
@@ -32,6 +33,10 @@ public final class SqlStates {
             }
             if (t instanceof SQLException sql && sql.getSQLState() != null
                     && (sql.getSQLState().startsWith("08") || sql.getSQLState().startsWith("57P"))) {
+                return true;
+            }
+            // HikariCP's stand-in for a connection the server dropped mid-transaction carries no SQLState
+            if (t instanceof SQLException sql && sql.getSQLState() == null && "Connection is closed".equals(sql.getMessage())) {
                 return true;
             }
         }

@@ -23,6 +23,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The long-lived pushy clients of every app: one per (app, credentials version), built on the app's
@@ -40,15 +41,41 @@ final class ApnsClients implements AutoCloseable {
 
     /** How long pushes in flight get to finish when a client closes. */
     static final Duration GRACE = Duration.ofSeconds(4);
-    private static final Duration GUARD_OPEN_FOR = Duration.ofSeconds(5);
+    /** How long an open circuit answers pushes without trying APNs: a probe every this often in an outage. */
+    private static final Duration GUARD_OPEN_FOR = Duration.ofSeconds(1);
+    /**
+     * A client that lost its connection is replaced by a new one (the same guard) when this old: pushy
+     * waits longer before each reconnection attempt (1 s doubling to 60 s), a new client tries at once,
+     * so pushes flow again within a probe of APNs' return rather than up to a minute after it.
+     */
+    static final Duration RECONNECT_AFTER = Duration.ofSeconds(1);
     private static final Logger LOG = LoggerFactory.getLogger(ApnsClients.class);
 
     /** What a push can be sent with. */
     sealed interface Slot permits Ready, Unusable, Closed {
     }
 
-    /** A client and its guard; {@code bundleId} is the app's APNs topic. */
-    record Ready(ApnsClient client, GatewayGuard guard, String bundleId) implements Slot {
+    /**
+     * A client and its guard; {@code bundleId} is the app's APNs topic; {@code builtAt} (nanoTime) when the
+     * client was made, {@code lostAt} the last time a push found it without a connection (or lost it) and
+     * {@code answeredAt} the last time APNs answered one (0: never).
+     */
+    record Ready(ApnsClient client, GatewayGuard guard, String bundleId, long builtAt, AtomicLong lostAt,
+                 AtomicLong answeredAt) implements Slot {
+
+        void connectionLost() {
+            lostAt.set(System.nanoTime());
+        }
+
+        void answered() {
+            answeredAt.set(System.nanoTime());
+        }
+
+        /** Whether the connection was lost and no answer came since, for at least {@link #RECONNECT_AFTER}. */
+        boolean disconnected() {
+            long lost = lostAt.get();
+            return lost != 0 && lost - answeredAt.get() > 0 && System.nanoTime() - builtAt >= RECONNECT_AFTER.toNanos();
+        }
     }
 
     /** These credentials cannot build a client; pushes with them are rejected. */
@@ -86,13 +113,24 @@ final class ApnsClients implements AutoCloseable {
                 if (existing != null && existing.slot() instanceof Ready old) {
                     retire(old.client());
                 }
-                return new Entry(credentials.version(), build(credentials));
+                return new Entry(credentials.version(), build(credentials, null));
+            });
+        }
+        if (!closed.get() && current != null && current.slot() instanceof Ready ready && ready.disconnected()) {
+            Entry stale = current;
+            current = entries.compute(credentials.appId(), (appId, existing) -> {
+                if (existing != stale || closed.get()) {
+                    return existing;
+                }
+                retire(ready.client());
+                return new Entry(existing.version(), build(credentials, ready.guard()));
             });
         }
         return closed.get() || current == null ? new Closed() : current.slot();
     }
 
-    private Slot build(GatewayCredentials credentials) {
+    /** A client for these credentials, behind {@code guard} (null: a new one). */
+    private Slot build(GatewayCredentials credentials, GatewayGuard guard) {
         try {
             AppKey key = AppKey.from(credentials.block());
             ApnsSigningKey signingKey = ApnsSigningKey.loadFromInputStream(
@@ -106,8 +144,10 @@ final class ApnsClients implements AutoCloseable {
             if (config.trustedCertificate().isPresent()) {
                 builder.setTrustedServerCertificateChain(config.trustedCertificate().get().toFile());
             }
-            GatewayGuard guard = new GatewayGuard("apns-" + credentials.appId(), config.maxInFlight(), GUARD_OPEN_FOR);
-            return new Ready(builder.build(), guard, key.bundleId());
+            long built = System.nanoTime();
+            GatewayGuard behind = guard != null ? guard
+                    : new GatewayGuard("apns-" + credentials.appId(), config.maxInFlight(), GUARD_OPEN_FOR);
+            return new Ready(builder.build(), behind, key.bundleId(), built, new AtomicLong(), new AtomicLong(built));
         } catch (UnusableKey e) {
             LOG.warn("APNs credentials of app {} (version {}) are unusable: {}", credentials.appId(), credentials.version(), e.getMessage());
             return new Unusable();

@@ -89,8 +89,14 @@ public class ApnsSender implements PushSender {
         }
         SimpleApnsPushNotification notification = notification(push, ready.bundleId(), payload);
         return ready.guard().call(() -> ready.client().sendNotification(notification)
-                .handle((response, failure) -> failure == null ? outcome(response, push) : new PushResult.Retry("connection", null)),
-                content.urgent());
+                .handle((response, failure) -> {
+                    if (failure == null) {
+                        ready.answered();
+                        return outcome(response, push);
+                    }
+                    ready.connectionLost();
+                    return new PushResult.Retry("connection", null);
+                }), content.urgent());
     }
 
     /**

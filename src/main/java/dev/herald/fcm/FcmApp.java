@@ -48,7 +48,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
  */
 final class FcmApp implements FcmClient {
 
-    private static final Duration OPEN_FOR = Duration.ofSeconds(5);
+    private static final Duration OPEN_FOR = Duration.ofSeconds(1);
     /** The headers firebase-admin sends with every FCM request. */
     private static final List<Header> FIREBASE_HEADERS = List.of(
             new BasicHeader("X-GOOG-API-FORMAT-VERSION", "2"),

@@ -36,7 +36,11 @@ class RedisFactory {
     @Singleton
     @Bean(preDestroy = "shutdown")
     ClientResources redisResources() {
-        return DefaultClientResources.create();
+        // after an outage, reconnect within a second of Redis' return (lettuce's default backs off to 30 s)
+        return DefaultClientResources.builder()
+                .reconnectDelay(io.lettuce.core.resource.Delay.exponential(Duration.ofMillis(50), Duration.ofSeconds(1),
+                        2, java.util.concurrent.TimeUnit.MILLISECONDS))
+                .build();
     }
 
     /** Made at startup, so that the embedded Redis never starts on a request thread. */

@@ -152,6 +152,8 @@ public final class FakeFcm implements AutoCloseable {
     private final Queue<Send> sends = new ConcurrentLinkedQueue<>();
     private final Queue<TokenRequest> tokenRequests = new ConcurrentLinkedQueue<>();
     private final AtomicLong sent = new AtomicLong();
+    private final AtomicLong delivered = new AtomicLong();
+    private volatile Answer everyone;
     private final AtomicLong repeats = new AtomicLong();
     private final java.util.Set<String> tokensSeen = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final AtomicLong ids = new AtomicLong();
@@ -239,6 +241,16 @@ public final class FakeFcm implements AutoCloseable {
     /** Answers sends to this device token with {@code answer} from now on. */
     public void answer(String deviceToken, Answer answer) {
         answers.put(deviceToken, answer);
+    }
+
+    /** Answers every send with {@code answer} from now on (an outage, a quota), until called with null. */
+    public void answerEveryone(Answer answer) {
+        everyone = answer;
+    }
+
+    /** How many sends were answered 200, ever: the messages FCM took. */
+    public long delivered() {
+        return delivered.get();
     }
 
     /** Whether the token endpoint refuses every assertion, as Google does for a deleted or revoked key (400 invalid_grant). */
@@ -444,8 +456,10 @@ public final class FakeFcm implements AutoCloseable {
         if (!tokensSeen.add(deviceToken)) {
             repeats.incrementAndGet();
         }
-        Answer answer = answers.getOrDefault(deviceToken, Answer.ok());
+        Answer scripted = everyone;
+        Answer answer = scripted != null ? scripted : answers.getOrDefault(deviceToken, Answer.ok());
         if (answer.status() == 200) {
+            delivered.incrementAndGet();
             return new Reply(200, Map.of(), "{\"name\":\"projects/" + projectId + "/messages/" + ids.incrementAndGet() + "\"}");
         }
         return new Reply(answer.status(), answer.retryAfter() == null ? Map.of() : Map.of("Retry-After", answer.retryAfter()),

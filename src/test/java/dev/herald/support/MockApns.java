@@ -68,6 +68,8 @@ public final class MockApns implements AutoCloseable {
     private final Map<String, Instant> verified = new ConcurrentHashMap<>();
     private final java.util.concurrent.atomic.AtomicLong count = new java.util.concurrent.atomic.AtomicLong();
     private final java.util.concurrent.atomic.AtomicLong repeats = new java.util.concurrent.atomic.AtomicLong();
+    private final java.util.concurrent.atomic.AtomicLong delivered = new java.util.concurrent.atomic.AtomicLong();
+    private volatile Answer everyone;
     private final java.util.Set<String> tokensSeen = ConcurrentHashMap.newKeySet();
     private volatile boolean recording = true;
     private volatile MockApnsServer server;
@@ -146,6 +148,16 @@ public final class MockApns implements AutoCloseable {
         answers.put(token, answer);
     }
 
+    /** Answers every push with {@code answer} from now on (an outage: 503, 429), until called with null. */
+    public void answerEveryone(Answer answer) {
+        everyone = answer;
+    }
+
+    /** How many pushes were accepted (200), ever: the pushes APNs took. */
+    public long delivered() {
+        return delivered.get();
+    }
+
     /** Every request received so far, in order of arrival. */
     public List<Received> received() {
         return List.copyOf(received);
@@ -185,9 +197,14 @@ public final class MockApns implements AutoCloseable {
         tokensSeen.clear();
     }
 
-    /** Makes every request from now on wait until the returned gate opens. */
+    /** Makes every request from now on wait until the returned gate opens (each at most 10 s). */
     public Gate hold() {
-        Gate held = new Gate();
+        return hold(GATE_TIMEOUT);
+    }
+
+    /** As {@link #hold()}, each request waiting at most {@code timeout}: an APNs that hangs that long. */
+    public Gate hold(Duration timeout) {
+        Gate held = new Gate(timeout);
         gate = held;
         return held;
     }
@@ -262,13 +279,15 @@ public final class MockApns implements AutoCloseable {
         }
         gate.pass();
         authenticate(all.get("authorization"));
-        Answer answer = answers.getOrDefault(token, Answer.accept());
+        Answer scripted = everyone;
+        Answer answer = scripted != null ? scripted : answers.getOrDefault(token, Answer.accept());
         if (answer.reason() == RejectionReason.UNREGISTERED) {
             throw new UnregisteredDeviceTokenException(answer.invalidSince());
         }
         if (answer.reason() != null) {
             throw new RejectedNotificationException(answer.reason());
         }
+        delivered.incrementAndGet();
     }
 
     private void authenticate(String authorization) throws RejectedNotificationException {
@@ -341,12 +360,14 @@ public final class MockApns implements AutoCloseable {
         private final CountDownLatch opened = new CountDownLatch(1);
         private final AtomicInteger waiting = new AtomicInteger();
         private final AtomicInteger peak = new AtomicInteger();
+        private final Duration timeout;
 
-        Gate() {
+        Gate(Duration timeout) {
+            this.timeout = timeout;
         }
 
         static Gate alreadyOpen() {
-            Gate gate = new Gate();
+            Gate gate = new Gate(Duration.ZERO);
             gate.open();
             return gate;
         }
@@ -369,7 +390,7 @@ public final class MockApns implements AutoCloseable {
             }
             peak.accumulateAndGet(waiting.incrementAndGet(), Math::max);
             try {
-                opened.await(GATE_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+                opened.await(timeout.toMillis(), TimeUnit.MILLISECONDS);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             } finally {
