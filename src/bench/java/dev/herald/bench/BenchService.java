@@ -108,6 +108,10 @@ final class BenchService implements AutoCloseable {
         return port;
     }
 
+    long pid() {
+        return process.pid();
+    }
+
     String adminKey() {
         return adminKey;
     }
