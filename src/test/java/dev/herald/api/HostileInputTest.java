@@ -28,6 +28,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 @MicronautTest(transactional = false)
 class HostileInputTest extends HeraldTest {
 
+    @jakarta.inject.Inject
+    dev.herald.support.Sql sql;
+
     private static final int SAMPLES = 40;
     private static final List<String> FIELDS = List.of("to", "users", "devices", "tags", "title", "body", "data",
             "ttlSeconds", "sendAt", "priority", "category", "type", "link", "channels", "collapseKey", "badge",
@@ -108,7 +111,7 @@ class HostileInputTest extends HeraldTest {
         return v;
     }
 
-    private void assertNever500(String what, Supplier<Api.Response> call, List<String> failures) {
+    private Api.Response assertNever500(String what, Supplier<Api.Response> call, List<String> failures) {
         Api.Response r = call.get();
         if (r.status() >= 500) {
             failures.add(what + " -> " + r);
@@ -117,6 +120,7 @@ class HostileInputTest extends HeraldTest {
         } else if (r.body().contains("Exception") || r.body().contains("\tat ")) {
             failures.add(what + " -> internals in the answer: " + r.body());
         }
+        return r;
     }
 
     @Test
@@ -126,10 +130,16 @@ class HostileInputTest extends HeraldTest {
         String user = Fixtures.unique("fuzz");
         String token = fixtures.userToken(key, user);
         List<String> failures = new ArrayList<>();
+        java.util.Set<String> acceptedIds = new java.util.HashSet<>();
+        int keysMade = 1;
         for (int i = 0; i < SAMPLES; i++) {
             byte[] body = body();
             String shown = new String(body, 0, Math.min(body.length, 200), StandardCharsets.UTF_8);
-            assertNever500("POST /v1/notifications " + shown, () -> api.sendBytes("POST", "/v1/notifications", key, "application/json", body), failures);
+            Api.Response sent = assertNever500("POST /v1/notifications " + shown,
+                    () -> api.sendBytes("POST", "/v1/notifications", key, "application/json", body), failures);
+            if (sent.status() == 202) {
+                acceptedIds.add(sent.json().path("id").asText());
+            }
             assertNever500("PUT /v1/devices " + shown, () -> api.sendBytes("PUT", "/v1/devices/fuzz-" + user, token, "application/json", body), failures);
             assertNever500("PUT /v1/preferences " + shown, () -> api.sendBytes("PUT", "/v1/preferences", token, "application/json", body), failures);
             assertNever500("POST /v1/calls " + shown, () -> api.sendBytes("POST", "/v1/calls", key, "application/json", body), failures);
@@ -137,7 +147,10 @@ class HostileInputTest extends HeraldTest {
             assertNever500("POST /v1/users/tokens " + shown, () -> api.sendBytes("POST", "/v1/users/" + user + "/tokens", key, "application/json", body), failures);
             assertNever500("POST /v1/apps " + shown, () -> api.sendBytes("POST", "/v1/apps", Fixtures.ADMIN_KEY, "application/json", body), failures);
             assertNever500("PATCH /v1/apps " + shown, () -> api.sendBytes("PATCH", "/v1/apps/" + app, Fixtures.ADMIN_KEY, "application/merge-patch+json", body), failures);
-            assertNever500("POST keys " + shown, () -> api.sendBytes("POST", "/v1/apps/" + app + "/keys", Fixtures.ADMIN_KEY, "application/json", body), failures);
+            if (assertNever500("POST keys " + shown, () -> api.sendBytes("POST", "/v1/apps/" + app + "/keys",
+                    Fixtures.ADMIN_KEY, "application/json", body), failures).status() == 201) {
+                keysMade++;
+            }
 
             // within the request line's 4,096 bytes (a longer one is refused whole: see the test below)
             String id = URLEncoder.encode(hostileStrings().filter(s -> s.length() <= 300).sample(), StandardCharsets.UTF_8);
@@ -150,11 +163,19 @@ class HostileInputTest extends HeraldTest {
             assertNever500("GET inbox " + q, () -> api.get("/v1/inbox?cursor=" + q + "&limit=" + q + "&app=" + q, token), failures);
             assertNever500("read inbox " + id, () -> api.send("POST", "/v1/inbox/" + id + "/read", token, "application/json", "{}"), failures);
             assertNever500("GET stats " + q, () -> api.get("/v1/stats?app=" + app + "&from=" + q + "&to=" + q + "&bucket=" + q, key), failures);
-            assertNever500("Idempotency-Key " + q, () -> api.sendWithHeader("POST", "/v1/notifications", key,
+            Api.Response keyed = assertNever500("Idempotency-Key " + q, () -> api.sendWithHeader("POST", "/v1/notifications", key,
                     Map.of("to", Map.of("users", List.of(user)), "title", "t"), "Idempotency-Key",
                     hostileStrings().filter(s -> s.chars().allMatch(c -> c >= 0x20 && c < 0x7f)).sample()), failures);
+            if (keyed.status() == 202) {
+                acceptedIds.add(keyed.json().path("id").asText());
+            }
         }
         assertThat(failures).isEmpty();
+        // nothing stored half: exactly the notifications answered 202 exist, each with its routing done
+        // or under way, and exactly the keys answered 201
+        assertThat(sql.count("SELECT count(*) FROM notifications WHERE app_id = ?", app))
+                .as("notifications stored").isEqualTo(acceptedIds.size());
+        assertThat(sql.count("SELECT count(*) FROM api_keys WHERE app_id = ?", app)).as("keys stored").isEqualTo(keysMade);
     }
 
     @Test
