@@ -94,6 +94,7 @@ final class ApnsClients implements AutoCloseable {
     private final ConcurrentMap<String, Entry> entries = new ConcurrentHashMap<>();
     private final Set<ApnsClient> retiring = ConcurrentHashMap.newKeySet();
     private final AtomicBoolean closed = new AtomicBoolean();
+    private volatile java.util.function.Consumer<String> recovered = appId -> { };
 
     @SuppressWarnings("deprecation") // pushy 0.15 picks its channel classes by the group's class: NIO, epoll or kqueue
     ApnsClients(ApnsConfiguration config) {
@@ -146,7 +147,8 @@ final class ApnsClients implements AutoCloseable {
             }
             long built = System.nanoTime();
             GatewayGuard behind = guard != null ? guard
-                    : new GatewayGuard("apns-" + credentials.appId(), config.maxInFlight(), GUARD_OPEN_FOR);
+                    : new GatewayGuard("apns-" + credentials.appId(), config.maxInFlight(), GUARD_OPEN_FOR,
+                            () -> recovered.accept(credentials.appId()));
             return new Ready(builder.build(), behind, key.bundleId(), built, new AtomicLong(), new AtomicLong(built));
         } catch (UnusableKey e) {
             LOG.warn("APNs credentials of app {} (version {}) are unusable: {}", credentials.appId(), credentials.version(), e.getMessage());
@@ -157,6 +159,11 @@ final class ApnsClients implements AutoCloseable {
                     credentials.appId(), credentials.version(), e.getClass().getSimpleName());
             return new Unusable();
         }
+    }
+
+    /** Whom to tell the app's id when its APNs circuit closes again after an outage. */
+    void onRecovered(java.util.function.Consumer<String> listener) {
+        recovered = listener;
     }
 
     /** Closes a replaced client once the pushes queued behind it had time to go out. */

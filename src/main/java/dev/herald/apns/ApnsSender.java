@@ -57,6 +57,11 @@ public class ApnsSender implements PushSender {
     }
 
     @Override
+    public void onRecovered(java.util.function.Consumer<String> listener) {
+        clients.onRecovered(listener);
+    }
+
+    @Override
     public CompletableFuture<PushResult> send(GatewayCredentials credentials, Push push) {
         long started = System.nanoTime();
         CompletableFuture<PushResult> outcome;

@@ -651,6 +651,25 @@ public class DeliveryStore {
         });
     }
 
+    /**
+     * Makes the app's pushes that wait for a retry further off than {@code beyond} due at once (its
+     * gateway is back; their backoff was for the outage). Pushes due sooner are left alone: among
+     * them are those in flight, whose lease ends at most {@code beyond} from now, and which must not
+     * be sent twice. Answers how many were brought forward.
+     */
+    @Transactional
+    public int retryNow(String appId, Instant now, Instant beyond) {
+        return jdbc.prepareStatement("""
+                UPDATE deliveries SET next_attempt_at = ?
+                WHERE status = 'queued' AND channel = 'push' AND next_attempt_at > ?
+                  AND notification_id IN (SELECT id FROM notifications WHERE app_id = ?)""", ps -> {
+            ps.setTimestamp(1, Timestamp.from(now));
+            ps.setTimestamp(2, Timestamp.from(beyond));
+            ps.setString(3, appId);
+            return ps.executeUpdate();
+        });
+    }
+
     /** A delivery's new state: final, or {@code queued} again until {@code nextAttemptAt}. */
     public record Finished(long id, int attempts, String status, String reason, Instant nextAttemptAt) {
     }

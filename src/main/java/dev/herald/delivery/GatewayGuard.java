@@ -33,6 +33,15 @@ public final class GatewayGuard {
     private final Duration openFor;
 
     public GatewayGuard(String name, int maxInFlight, Duration openFor) {
+        this(name, maxInFlight, openFor, () -> { });
+    }
+
+    /**
+     * As {@link #GatewayGuard(String, int, Duration)}; {@code onRecovered} runs when the circuit closes
+     * again after the gateway was down (its trial pushes passed), on the thread that completed the last
+     * of them: it must not block.
+     */
+    public GatewayGuard(String name, int maxInFlight, Duration openFor, Runnable onRecovered) {
         if (maxInFlight < 1) {
             throw new IllegalArgumentException("maxInFlight must be at least 1, was " + maxInFlight);
         }
@@ -47,6 +56,11 @@ public final class GatewayGuard {
                 .permittedNumberOfCallsInHalfOpenState(5)
                 .automaticTransitionFromOpenToHalfOpenEnabled(false)
                 .build());
+        breaker.getEventPublisher().onStateTransition(event -> {
+            if (event.getStateTransition() == CircuitBreaker.StateTransition.HALF_OPEN_TO_CLOSED) {
+                onRecovered.run();
+            }
+        });
     }
 
     /** How long a push may wait for a slot; after that it is answered {@code Retry("queue_timeout")} unsent. */

@@ -14,6 +14,13 @@ public interface PushSender extends AutoCloseable {
 
     CompletableFuture<PushResult> send(GatewayCredentials credentials, Push push);
 
+    /**
+     * Tells {@code listener} the app's id each time one of its gateways is back after an outage (its
+     * circuit closed again). Called on a gateway thread: the listener must not block.
+     */
+    default void onRecovered(java.util.function.Consumer<String> listener) {
+    }
+
     /** Closes every client, letting pushes in flight finish within a short grace period. Idempotent. */
     @Override
     void close();

@@ -68,7 +68,9 @@ final class FcmApp implements FcmClient {
     }
 
     /** What every app's client shares: the HTTP endpoint, the executor for token fetches, answers and time. */
-    record Deps(FcmEndpoint endpoint, ExecutorService executor, FcmOutcomes outcomes, Clock clock, int maxInFlight) {
+    /** What every app's client shares; {@code recovered} is told an app's id when its circuit closes again. */
+    record Deps(FcmEndpoint endpoint, ExecutorService executor, FcmOutcomes outcomes, Clock clock, int maxInFlight,
+                java.util.function.Consumer<String> recovered) {
     }
 
     private FcmApp(Instant version, FirebaseApp app, GatewayGuard guard, Deps deps) {
@@ -107,7 +109,8 @@ final class FcmApp implements FcmClient {
             return new BadCredentials(credentials.version());
         }
         return new FcmApp(credentials.version(), app,
-                new GatewayGuard("fcm:" + credentials.appId(), deps.maxInFlight(), OPEN_FOR), deps);
+                new GatewayGuard("fcm:" + credentials.appId(), deps.maxInFlight(), OPEN_FOR,
+                        () -> deps.recovered().accept(credentials.appId())), deps);
     }
 
     @Override

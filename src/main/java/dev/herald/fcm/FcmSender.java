@@ -49,6 +49,7 @@ public final class FcmSender implements PushSender {
 
     private final String name = "herald-fcm-" + UUID.randomUUID().toString().substring(0, 8);
     private final Map<String, FcmClient> clients = new ConcurrentHashMap<>();
+    private volatile java.util.function.Consumer<String> recovered = appId -> { };
     private final Map<String, Counter> counters = new ConcurrentHashMap<>();
     private final Map<String, Timer> timers = new ConcurrentHashMap<>();
     private final AtomicBoolean closed = new AtomicBoolean();
@@ -68,7 +69,13 @@ public final class FcmSender implements PushSender {
         this.executor = executor();
         FcmEndpoint endpoint = new FcmEndpoint(url, Math.max(2, Runtime.getRuntime().availableProcessors()));
         this.deps = new FcmApp.Deps(endpoint, executor,
-                new FcmOutcomes(ApiClientUtils.getDefaultJsonFactory(), clock), clock, maxInFlight);
+                new FcmOutcomes(ApiClientUtils.getDefaultJsonFactory(), clock), clock, maxInFlight,
+                appId -> recovered.accept(appId));
+    }
+
+    @Override
+    public void onRecovered(java.util.function.Consumer<String> listener) {
+        recovered = listener;
     }
 
     @Override
