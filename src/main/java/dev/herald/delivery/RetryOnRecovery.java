@@ -20,7 +20,8 @@ import java.util.concurrent.Executors;
  * were put off by backoff are made due at once, so the backlog drains at the gateway's pace rather
  * than over the next minutes of growing retry intervals (up to 10 min). Only pushes waiting longer
  * than a lease are touched (never one in flight: see {@link DeliveryStore#retryNow}); the rest are
- * due within a minute anyway. Works on a thread of its own, once per app at a time.
+ * due within a minute anyway. At most once a lease per app, so a gateway that flaps does not undo
+ * backoff. Works on a thread of its own.
  */
 @Context
 @Requires(property = "herald.delivery.enabled", notEquals = "false")
@@ -37,6 +38,8 @@ class RetryOnRecovery implements AutoCloseable {
         return t;
     });
     private final Map<String, Boolean> pending = new ConcurrentHashMap<>();
+    /** When each app's put-off pushes were last brought forward: a gateway that flaps gets it once a lease. */
+    private final Map<String, Instant> lastDone = new ConcurrentHashMap<>();
 
     RetryOnRecovery(DeliveryStore store, WorkSignals signals, Clock clock, ApnsSender apns, FcmSender fcm) {
         this.store = store;
@@ -54,6 +57,11 @@ class RetryOnRecovery implements AutoCloseable {
             pending.remove(appId);
             try {
                 Instant now = clock.instant();
+                Instant last = lastDone.get(appId);
+                if (last != null && now.isBefore(last.plus(PushWorker.LEASE))) {
+                    return;
+                }
+                lastDone.put(appId, now);
                 int due = store.retryNow(appId, now, now.plus(PushWorker.LEASE));
                 if (due > 0) {
                     LOG.info("A gateway of app {} is back: {} pushes put off by backoff are due now", appId, due);
