@@ -57,24 +57,34 @@ final class ApnsClients implements AutoCloseable {
 
     /**
      * A client and its guard; {@code bundleId} is the app's APNs topic; {@code builtAt} (nanoTime) when the
-     * client was made, {@code lostAt} the last time a push found it without a connection (or lost it) and
-     * {@code answeredAt} the last time APNs answered one (0: never).
+     * client was made, {@code lostSince} when a push first found it without a connection (or lost one)
+     * after APNs' last answer, {@code answeredAt} (initially {@code builtAt}) when APNs last answered.
      */
-    record Ready(ApnsClient client, GatewayGuard guard, String bundleId, long builtAt, AtomicLong lostAt,
+    record Ready(ApnsClient client, GatewayGuard guard, String bundleId, long builtAt, AtomicLong lostSince,
                  AtomicLong answeredAt) implements Slot {
 
         void connectionLost() {
-            lostAt.set(System.nanoTime());
+            long now = System.nanoTime();
+            long since = lostSince.get();
+            if (since - answeredAt.get() <= 0) {
+                // the first loss since the last answer
+                lostSince.compareAndSet(since, now);
+            }
         }
 
         void answered() {
             answeredAt.set(System.nanoTime());
         }
 
-        /** Whether the connection was lost and no answer came since, for at least {@link #RECONNECT_AFTER}. */
+        /**
+         * Whether the client has been without a connection for {@link #RECONNECT_AFTER}: lost, no answer
+         * since, that long ago (and the client at least that old).
+         */
         boolean disconnected() {
-            long lost = lostAt.get();
-            return lost != 0 && lost - answeredAt.get() > 0 && System.nanoTime() - builtAt >= RECONNECT_AFTER.toNanos();
+            long now = System.nanoTime();
+            long since = lostSince.get();
+            return since - answeredAt.get() > 0 && now - since >= RECONNECT_AFTER.toNanos()
+                    && now - builtAt >= RECONNECT_AFTER.toNanos();
         }
     }
 
@@ -86,7 +96,8 @@ final class ApnsClients implements AutoCloseable {
     record Closed() implements Slot {
     }
 
-    private record Entry(Instant version, Slot slot) {
+    /** The app's slot, and the credentials it was built from (a replacement client is built from them). */
+    private record Entry(Instant version, Slot slot, GatewayCredentials credentials) {
     }
 
     private final ApnsConfiguration config;
@@ -114,7 +125,7 @@ final class ApnsClients implements AutoCloseable {
                 if (existing != null && existing.slot() instanceof Ready old) {
                     retire(old.client());
                 }
-                return new Entry(credentials.version(), build(credentials, null));
+                return new Entry(credentials.version(), build(credentials, null), credentials);
             });
         }
         if (!closed.get() && current != null && current.slot() instanceof Ready ready && ready.disconnected()) {
@@ -123,8 +134,14 @@ final class ApnsClients implements AutoCloseable {
                 if (existing != stale || closed.get()) {
                     return existing;
                 }
+                Slot replacement = build(existing.credentials(), ready.guard());
+                if (!(replacement instanceof Ready)) {
+                    // could not build one now (no file descriptors in an outage, say): keep the old client
+                    ready.answered();
+                    return existing;
+                }
                 retire(ready.client());
-                return new Entry(existing.version(), build(credentials, ready.guard()));
+                return new Entry(existing.version(), replacement, existing.credentials());
             });
         }
         return closed.get() || current == null ? new Closed() : current.slot();
@@ -149,7 +166,7 @@ final class ApnsClients implements AutoCloseable {
             GatewayGuard behind = guard != null ? guard
                     : new GatewayGuard("apns-" + credentials.appId(), config.maxInFlight(), GUARD_OPEN_FOR,
                             () -> recovered.accept(credentials.appId()));
-            return new Ready(builder.build(), behind, key.bundleId(), built, new AtomicLong(), new AtomicLong(built));
+            return new Ready(builder.build(), behind, key.bundleId(), built, new AtomicLong(built), new AtomicLong(built));
         } catch (UnusableKey e) {
             LOG.warn("APNs credentials of app {} (version {}) are unusable: {}", credentials.appId(), credentials.version(), e.getMessage());
             return new Unusable();
@@ -159,6 +176,12 @@ final class ApnsClients implements AutoCloseable {
                     credentials.appId(), credentials.version(), e.getClass().getSimpleName());
             return new Unusable();
         }
+    }
+
+    /** The app's current client, if it has one; never builds (safe on an event loop). */
+    java.util.Optional<Ready> current(String appId) {
+        Entry entry = entries.get(appId);
+        return entry != null && entry.slot() instanceof Ready ready ? java.util.Optional.of(ready) : java.util.Optional.empty();
     }
 
     /** Whom to tell the app's id when its APNs circuit closes again after an outage. */

@@ -93,15 +93,20 @@ public class ApnsSender implements PushSender {
             return CompletableFuture.completedFuture(new PushResult.Rejected("PayloadTooLarge"));
         }
         SimpleApnsPushNotification notification = notification(push, ready.bundleId(), payload);
-        return ready.guard().call(() -> ready.client().sendNotification(notification)
-                .handle((response, failure) -> {
-                    if (failure == null) {
-                        ready.answered();
-                        return outcome(response, push);
-                    }
-                    ready.connectionLost();
-                    return new PushResult.Retry("connection", null);
-                }), content.urgent());
+        return ready.guard().call(() -> {
+            // a push that waited in the guard goes out on the app's client of now, should the one of
+            // the moment it was queued have been replaced (lost its connection) meanwhile
+            ApnsClients.Ready now = clients.current(credentials.appId())
+                    .filter(r -> r.guard() == ready.guard()).orElse(ready);
+            return now.client().sendNotification(notification).handle((response, failure) -> {
+                if (failure == null) {
+                    now.answered();
+                    return outcome(response, push);
+                }
+                now.connectionLost();
+                return new PushResult.Retry("connection", null);
+            });
+        }, content.urgent());
     }
 
     /**

@@ -50,7 +50,7 @@ public class DeliveryStore {
                     SELECT ?, c.user_id, c.installation_id, 'push',
                            CASE WHEN c.push_token IS NULL THEN 'failed' ELSE 'queued' END,
                            CASE WHEN c.push_token IS NULL THEN 'no_token' END,
-                           CASE WHEN c.push_token IS NULL THEN 0 ELSE 1 END,
+                           CASE WHEN c.push_token IS NULL THEN 0 ELSE ?::int END,
                            CASE WHEN c.push_token IS NULL THEN NULL ELSE ?::timestamptz END, ?
                     FROM chosen c
                     RETURNING id, installation_id, status)
@@ -58,8 +58,10 @@ public class DeliveryStore {
                 FROM inserted i JOIN chosen c ON c.installation_id = i.installation_id""", ps -> {
             int next = bindChosen.bind(ps);
             ps.setString(next, notificationId);
-            ps.setTimestamp(next + 1, Timestamp.from(leasedUntil));
-            ps.setTimestamp(next + 2, Timestamp.from(now));
+            // leased to this node: being tried now (attempt 1); otherwise untried, the first claim's attempt 1
+            ps.setInt(next + 1, leasedUntil.isAfter(now) ? 1 : 0);
+            ps.setTimestamp(next + 2, Timestamp.from(leasedUntil));
+            ps.setTimestamp(next + 3, Timestamp.from(now));
             List<ClaimedPush> leased = new ArrayList<>();
             String last = null;
             try (ResultSet rs = ps.executeQuery()) {
@@ -394,7 +396,7 @@ public class DeliveryStore {
                     SELECT c.notification_id, c.user_id, c.installation_id, 'push',
                            CASE WHEN c.push_token IS NULL THEN 'failed' ELSE 'queued' END,
                            CASE WHEN c.push_token IS NULL THEN 'no_token' END,
-                           CASE WHEN c.push_token IS NULL THEN 0 ELSE 1 END,
+                           CASE WHEN c.push_token IS NULL THEN 0 ELSE ?::int END,
                            CASE WHEN c.push_token IS NULL THEN NULL ELSE ?::timestamptz END, ?
                     FROM chosen c
                     RETURNING id, notification_id, installation_id, status)
@@ -405,8 +407,9 @@ public class DeliveryStore {
             ps.setArray(1, c.createArrayOf("text", notificationIds));
             ps.setArray(2, c.createArrayOf("text", apps));
             ps.setArray(3, c.createArrayOf("text", installations));
-            ps.setTimestamp(4, Timestamp.from(leasedUntil));
-            ps.setTimestamp(5, Timestamp.from(now));
+            ps.setInt(4, leasedUntil.isAfter(now) ? 1 : 0);
+            ps.setTimestamp(5, Timestamp.from(leasedUntil));
+            ps.setTimestamp(6, Timestamp.from(now));
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
                     String notificationId = rs.getString(2);
@@ -526,21 +529,24 @@ public class DeliveryStore {
     @Transactional
     public List<ClaimedPush> claimDue(Instant now, Duration lease, int limit) {
         return jdbc.prepareStatement("""
-                WITH claimed AS (
-                    UPDATE deliveries d SET next_attempt_at = ?, attempts = d.attempts + 1
-                    WHERE d.id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= ?
+                WITH due AS (
+                    SELECT id, reason FROM deliveries WHERE status = 'queued' AND next_attempt_at <= ?
                                    AND channel = 'push'
-                                   ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED)
-                    RETURNING d.id, d.notification_id, d.user_id, d.installation_id, d.attempts, d.reason)
+                                   ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED),
+                claimed AS (
+                    -- a push in flight has no reason (until its outcome is written): see retryNow
+                    UPDATE deliveries d SET next_attempt_at = ?, attempts = d.attempts + 1, reason = NULL
+                    FROM due WHERE d.id = due.id
+                    RETURNING d.id, d.notification_id, d.user_id, d.installation_id, d.attempts, due.reason)
                 SELECT c.id, c.notification_id, c.user_id, c.installation_id, c.attempts, v.platform, v.push_token, v.locale,
                        c.reason
                 FROM claimed c
                 JOIN notifications n ON n.id = c.notification_id
                 LEFT JOIN devices v ON v.installation_id = c.installation_id AND v.user_id = c.user_id
                                    AND v.app_id = n.app_id""", ps -> {
-            ps.setTimestamp(1, Timestamp.from(now.plus(lease)));
-            ps.setTimestamp(2, Timestamp.from(now));
-            ps.setInt(3, limit);
+            ps.setTimestamp(1, Timestamp.from(now));
+            ps.setInt(2, limit);
+            ps.setTimestamp(3, Timestamp.from(now.plus(lease)));
             List<ClaimedPush> claimed = new ArrayList<>();
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
@@ -652,20 +658,28 @@ public class DeliveryStore {
     }
 
     /**
-     * Makes the app's pushes that wait for a retry further off than {@code beyond} due at once (its
-     * gateway is back; their backoff was for the outage). Pushes due sooner are left alone: among
-     * them are those in flight, whose lease ends at most {@code beyond} from now, and which must not
-     * be sent twice. Answers how many were brought forward.
+     * Makes the app's pushes to {@code platform} that wait for a retry (a reason: their last attempt's
+     * failure) due within {@code spread} of {@code now}: its gateway is back; their backoff was for the
+     * outage. Never a push in flight: a claim clears the reason until the outcome is written (so this
+     * holds whatever the nodes' clocks say). Left alone too: pushes waiting for a live receipt, and
+     * pushes the gateway itself told to wait ({@code TooManyRequests}, {@code QUOTA_EXCEEDED}: its
+     * {@code Retry-After} stands). Answers how many were brought forward.
      */
     @Transactional
-    public int retryNow(String appId, Instant now, Instant beyond) {
+    public int retryNow(String appId, Platform platform, Instant now, Duration spread) {
         return jdbc.prepareStatement("""
-                UPDATE deliveries SET next_attempt_at = ?
-                WHERE status = 'queued' AND channel = 'push' AND next_attempt_at > ?
-                  AND notification_id IN (SELECT id FROM notifications WHERE app_id = ?)""", ps -> {
+                UPDATE deliveries d SET next_attempt_at = ?::timestamptz + random() * (?::bigint * interval '1 millisecond')
+                WHERE d.status = 'queued' AND d.channel = 'push' AND d.next_attempt_at > ?::timestamptz
+                  AND d.reason IS NOT NULL AND d.reason NOT IN ('awaiting_ack', 'TooManyRequests', 'QUOTA_EXCEEDED')
+                  AND d.notification_id IN (SELECT id FROM notifications WHERE app_id = ?)
+                  AND EXISTS (SELECT 1 FROM devices v WHERE v.installation_id = d.installation_id
+                              AND v.app_id = ? AND v.platform = ?)""", ps -> {
             ps.setTimestamp(1, Timestamp.from(now));
-            ps.setTimestamp(2, Timestamp.from(beyond));
-            ps.setString(3, appId);
+            ps.setLong(2, spread.toMillis());
+            ps.setTimestamp(3, Timestamp.from(now.plus(spread)));
+            ps.setString(4, appId);
+            ps.setString(5, appId);
+            ps.setString(6, platform.wire());
             return ps.executeUpdate();
         });
     }

@@ -27,19 +27,23 @@ public final class GatewayGuard {
     private final int maxInFlight;
     private final AtomicInteger inFlight = new AtomicInteger();
     private final AtomicInteger drainRequests = new AtomicInteger();
-    private final Queue<Runnable> waiting = new ConcurrentLinkedQueue<>();
-    private final Queue<Runnable> urgent = new ConcurrentLinkedQueue<>();
+    private final Queue<Waiting> waiting = new ConcurrentLinkedQueue<>();
+    private final Queue<Waiting> urgent = new ConcurrentLinkedQueue<>();
     private final CircuitBreaker breaker;
     private final Duration openFor;
+    private final Runnable onRecovered;
+    /** Whether pushes were turned away as {@code gateway_stalled} since the gateway last answered one. */
+    private volatile boolean stalled;
 
     public GatewayGuard(String name, int maxInFlight, Duration openFor) {
         this(name, maxInFlight, openFor, () -> { });
     }
 
     /**
-     * As {@link #GatewayGuard(String, int, Duration)}; {@code onRecovered} runs when the circuit closes
-     * again after the gateway was down (its trial pushes passed), on the thread that completed the last
-     * of them: it must not block.
+     * As {@link #GatewayGuard(String, int, Duration)}; {@code onRecovered} runs when the gateway is back
+     * after an outage: the circuit closes again (its trial pushes passed), or a gateway that hung
+     * (pushes were turned away as stalled) answers again; on the thread that completed that push: it
+     * must not block.
      */
     public GatewayGuard(String name, int maxInFlight, Duration openFor, Runnable onRecovered) {
         if (maxInFlight < 1) {
@@ -47,6 +51,7 @@ public final class GatewayGuard {
         }
         this.maxInFlight = maxInFlight;
         this.openFor = openFor;
+        this.onRecovered = onRecovered;
         this.breaker = CircuitBreaker.of(name, CircuitBreakerConfig.custom()
                 .slidingWindowType(CircuitBreakerConfig.SlidingWindowType.COUNT_BASED)
                 .slidingWindowSize(50)
@@ -66,6 +71,17 @@ public final class GatewayGuard {
     /** How long a push may wait for a slot; after that it is answered {@code Retry("queue_timeout")} unsent. */
     static final Duration MAX_WAIT = Duration.ofSeconds(15);
     /**
+     * When the push at the head of the queue has waited this long, the gateway is not taking pushes
+     * (it hangs): new ones are answered {@code Retry("gateway_stalled")} at once instead of joining the
+     * queue, so a hung gateway holds at most its slots and this much of the node's pushes in flight,
+     * and the other gateways keep theirs. A slow gateway that still moves keeps its queue shorter.
+     */
+    static final Duration STALLED_AFTER = Duration.ofSeconds(2);
+
+    /** A push waiting for a slot, since {@code queuedAt} (nanoTime). */
+    private record Waiting(long queuedAt, Runnable start) {
+    }
+    /**
      * How long an urgent push (a call) may wait for a slot: less than a call's deadline, so a call the
      * caller was told failed never rings later.
      */
@@ -84,14 +100,22 @@ public final class GatewayGuard {
     public CompletableFuture<PushResult> call(Supplier<CompletableFuture<PushResult>> send, boolean urgent) {
         CompletableFuture<PushResult> answer = new CompletableFuture<>();
         long queuedAt = System.nanoTime();
+        if (!urgent) {
+            Waiting head = waiting.peek();
+            if (head != null && queuedAt - head.queuedAt() > STALLED_AFTER.toNanos()) {
+                stalled = true;
+                answer.complete(new PushResult.Retry("gateway_stalled", null));
+                return answer;
+            }
+        }
         long maxWait = (urgent ? MAX_URGENT_WAIT : MAX_WAIT).toNanos();
-        (urgent ? this.urgent : waiting).add(() -> {
+        (urgent ? this.urgent : waiting).add(new Waiting(queuedAt, () -> {
             if (System.nanoTime() - queuedAt > maxWait) {
                 finish(answer, new PushResult.Retry("queue_timeout", null));
             } else {
                 start(send, answer);
             }
-        });
+        }));
         drain();
         return answer;
     }
@@ -112,7 +136,7 @@ public final class GatewayGuard {
         }
         do {
             while (inFlight.get() < maxInFlight) {
-                Runnable next = urgent.poll();
+                Waiting next = urgent.poll();
                 if (next == null) {
                     next = waiting.poll();
                 }
@@ -120,7 +144,7 @@ public final class GatewayGuard {
                     break;
                 }
                 inFlight.incrementAndGet();
-                next.run();
+                next.start().run();
             }
         } while (drainRequests.decrementAndGet() != 0);
     }
@@ -144,6 +168,11 @@ public final class GatewayGuard {
                 breaker.onError(elapsed, TimeUnit.NANOSECONDS, new GatewayUnavailable(((PushResult.Retry) outcome).reason()));
             } else {
                 breaker.onSuccess(elapsed, TimeUnit.NANOSECONDS);
+                if (stalled) {
+                    // it answers again after hanging (a hang opens no circuit: nothing came back to count)
+                    stalled = false;
+                    onRecovered.run();
+                }
             }
             finish(answer, outcome);
         });

@@ -120,19 +120,6 @@ class PushDispatcher {
      */
     void prepare(List<DeliveryStore.ClaimedPush> pushes, java.util.function.Function<String, NotificationPlans.Plan> plans) {
         try {
-            List<DevicePushCap.Counted> counted = new java.util.ArrayList<>();
-            for (DeliveryStore.ClaimedPush push : pushes) {
-                NotificationPlans.Plan plan = plans.apply(push.notificationId());
-                if (plan != null && push.attempts() <= 1 && push.token() != null && push.platform() != null) {
-                    String app = plan.notification.appId();
-                    counted.add(new DevicePushCap.Counted(push.id(), app, push.installationId(), capOf(app)));
-                }
-            }
-            cap.over(counted).forEach(id -> capped.put(id, Boolean.TRUE));
-        } catch (RuntimeException e) {
-            // the app's settings unreadable this moment: nothing capped
-        }
-        try {
             java.util.Set<String> users = new java.util.HashSet<>();
             for (DeliveryStore.ClaimedPush push : pushes) {
                 NotificationPlans.Plan plan = plans.apply(push.notificationId());
@@ -163,6 +150,23 @@ class PushDispatcher {
             });
         } catch (RuntimeException e) {
             // each push then reads its own count
+        }
+        try {
+            // counted after the preferences were read: a push the user's settings hold back, or a test
+            // key's, does not use up the device's cap
+            Instant now = clock.instant();
+            List<DevicePushCap.Counted> counted = new java.util.ArrayList<>();
+            for (DeliveryStore.ClaimedPush push : pushes) {
+                NotificationPlans.Plan plan = plans.apply(push.notificationId());
+                if (plan != null && push.attempts() <= 1 && push.token() != null && push.platform() != null
+                        && !plan.notification.test() && refusedByUser(push, plan, now) == null) {
+                    String app = plan.notification.appId();
+                    counted.add(new DevicePushCap.Counted(push.id(), app, push.installationId(), capOf(app)));
+                }
+            }
+            cap.over(counted).forEach(id -> capped.put(id, Boolean.TRUE));
+        } catch (RuntimeException e) {
+            // the app's settings unreadable this moment: nothing capped
         }
     }
 

@@ -67,6 +67,9 @@ public class PushWorker implements AutoCloseable {
         this.poll = poll;
         this.maxInFlight = Math.max(inFlight, CLAIM_BATCH);
         this.capacity = new Semaphore(maxInFlight);
+        io.micrometer.core.instrument.Gauge.builder("herald.push.in_flight", capacity, c -> this.maxInFlight - c.availablePermits())
+                .description("Pushes this node holds (claimed and not yet written back); the rest wait in PostgreSQL")
+                .register(meters);
         signals.listen();
         claimer = new Thread(this::claimLoop, "push-claimer");
         for (int i = 0; i < Math.max(1, resultWriters); i++) {

@@ -104,7 +104,8 @@ class AppApiTest extends HeraldTest {
         for (String url : new String[]{"http://127.0.0.1:8080/hook", "http://localhost/hook", "http://10.1.2.3/hook",
                 "http://192.168.0.10/hook", "http://169.254.169.254/latest/meta-data", "http://[::1]/hook",
                 "http://100.64.0.1/hook", "http://0.0.0.0/hook", "http://[fd12::1]/hook", "http://[::ffff:127.0.0.1]/hook",
-                "http://172.16.5.4/hook", "http://224.0.0.1/hook"}) {
+                "http://172.16.5.4/hook", "http://224.0.0.1/hook", "http://[64:ff9b::a00:1]/hook", "http://[2002:a00:1::]/hook",
+                "http://198.18.0.1/hook", "http://[::10.0.0.1]/hook"}) {
             assertInvalid(api.post("/v1/apps", ADMIN_KEY, Map.of("id", Fixtures.unique("a"), "name", "x",
                     "webhook", Map.of("url", url, "secret", "0123456789abcdef"))), "webhook.url");
         }

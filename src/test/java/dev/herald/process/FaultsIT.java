@@ -63,6 +63,14 @@ class FaultsIT {
     private static final int RATE = 50;
     private static final Duration FAULT = Duration.ofSeconds(10);
     private static final Duration RECOVERY = Duration.ofSeconds(5);
+    /**
+     * After a PostgreSQL outage: HikariCP (Micronaut's pool) retries a failed connection with a backoff
+     * doubling from 10 ms to at most 5 s, not configurable, so its first connection may come up to 5 s
+     * after the server is back; measured 1.1 to 5.2 s to full rate.
+     */
+    private static final Duration RECOVERY_AFTER_POSTGRES = Duration.ofMillis(6_500);
+    /** Pushes the node may hold at once; more wait in PostgreSQL. */
+    private static final int IN_FLIGHT = 1_000;
     /** A request slower than this counts as a hang. */
     private static final Duration HANG = Duration.ofSeconds(10);
 
@@ -78,6 +86,8 @@ class FaultsIT {
     private String userToken;
     private Load load;
     private Sampler sampler;
+    private Sampler apnsRate;
+    private Sampler fcmRate;
 
     @BeforeAll
     void start() throws Exception {
@@ -95,14 +105,18 @@ class FaultsIT {
         apns.recording(false);
         fcm = new FakeFcm();
         fcm.recording(false);
-        herald = HeraldProcess.start("faults", Map.of(
+        Map<String, String> env = new java.util.HashMap<>(Map.of(
                 "DATABASE_URL", postgres.getJdbcUrl("postgres", "postgres"), "DATABASE_USER", "postgres",
                 "REDIS_URI", "redis://127.0.0.1:" + redisPort,
                 "HERALD_ADMIN_KEY", Fixtures.ADMIN_KEY, "HERALD_MASTER_KEY", HeraldProcess.MASTER_KEY,
-                "HERALD_DATA_DIR", dir.resolve("unused").toString(),
+                "HERALD_DATA_DIR", dir.resolve("unused").toString()));
+        env.putAll(Map.of(
                 "HERALD_APNS_HOST", "127.0.0.1", "HERALD_APNS_PORT", Integer.toString(apns.port()),
                 "HERALD_APNS_TRUSTED_CERT", apns.certificatePath().toString(),
-                "HERALD_FCM_URL", fcm.baseUrl()));
+                "HERALD_FCM_URL", fcm.baseUrl(),
+                // small enough that a hung APNs could starve FCM of them, were it let
+                "HERALD_DELIVERY_IN_FLIGHT", Integer.toString(IN_FLIGHT), "HERALD_APNS_MAX_IN_FLIGHT", "200"));
+        herald = HeraldProcess.start("faults", env);
         herald.awaitHealthy(Duration.ofSeconds(60));
         api = herald.api();
         Api.Response app = api.post("/v1/apps", Fixtures.ADMIN_KEY, Map.of("id", APP, "name", "Faults",
@@ -123,6 +137,8 @@ class FaultsIT {
                     .isEqualTo(201);
         }
         sampler = new Sampler(() -> apns.delivered() + fcm.delivered());
+        apnsRate = new Sampler(apns::delivered);
+        fcmRate = new Sampler(fcm::delivered);
         load = new Load(api, key);
         // steady state before the first fault: the load's pushes arriving at its rate
         await().atMost(Duration.ofSeconds(60)).until(() -> sampler.ratePerSecond() >= 0.8 * 2 * RATE);
@@ -133,8 +149,10 @@ class FaultsIT {
         if (load != null) {
             load.close();
         }
-        if (sampler != null) {
-            sampler.close();
+        for (Sampler s : new Sampler[] {sampler, apnsRate, fcmRate}) {
+            if (s != null) {
+                s.close();
+            }
         }
         if (herald != null) {
             herald.close();
@@ -156,7 +174,7 @@ class FaultsIT {
     @Test
     @Order(1)
     void apnsAnswering503() {
-        Outcome outcome = fault("APNs answers 503",
+        Outcome outcome = fault("APNs answers 503", FAULT, apnsRate, RATE,
                 () -> apns.answerEveryone(MockApns.Answer.reject(RejectionReason.SERVICE_UNAVAILABLE)),
                 () -> apns.answerEveryone(null));
         outcome.assertKeptEveryPromise();
@@ -166,7 +184,7 @@ class FaultsIT {
     @Test
     @Order(2)
     void apnsClosingEveryConnection() {
-        Outcome outcome = fault("APNs drops its connections", apns::stop, apns::start);
+        Outcome outcome = fault("APNs drops its connections", FAULT, apnsRate, RATE, apns::stop, apns::start);
         outcome.assertKeptEveryPromise();
         assertThat(outcome.during.statuses()).containsOnlyKeys(202);
     }
@@ -176,20 +194,23 @@ class FaultsIT {
     void apnsHangingForAMinute() {
         MockApns.Gate[] gate = new MockApns.Gate[1];
         long fcmBefore = fcm.delivered();
-        Outcome outcome = fault("APNs hangs for a minute", Duration.ofMinutes(1),
+        Outcome outcome = fault("APNs hangs for a minute", Duration.ofMinutes(1), apnsRate, RATE,
                 () -> gate[0] = apns.hold(Duration.ofSeconds(90)), () -> gate[0].open());
         outcome.assertKeptEveryPromise();
         assertThat(outcome.during.statuses()).containsOnlyKeys(202);
         // the other gateway went on at the offered rate meanwhile (each notification has one Android push)
         assertThat(fcm.delivered() - fcmBefore).as("FCM pushes while APNs hung")
                 .isGreaterThanOrEqualTo((long) (0.8 * outcome.during.accepted()));
-        assertThat(outcome.backlogAtReturn).as("pushes waiting in PostgreSQL when APNs came back").isPositive();
+        // the backlog waited in PostgreSQL: more pushes queued than the node may hold
+        assertThat(outcome.backlogAtReturn).as("pushes queued in PostgreSQL when APNs came back").isGreaterThan(IN_FLIGHT);
+        // the pushes turned away while it hung are due again as soon as it answers, not at their backoff
+        assertThat(outcome.drained).as("backlog sent after APNs answered again").isLessThan(Duration.ofSeconds(20));
     }
 
     @Test
     @Order(4)
     void fcmAnswering429WithRetryAfter() {
-        Outcome outcome = fault("FCM answers 429, Retry-After 2",
+        Outcome outcome = fault("FCM answers 429, Retry-After 2", FAULT, fcmRate, RATE,
                 () -> fcm.answerEveryone(FakeFcm.Answer.quotaExceeded("2")), () -> fcm.answerEveryone(null));
         outcome.assertKeptEveryPromise();
         assertThat(outcome.during.statuses()).containsOnlyKeys(202);
@@ -231,7 +252,7 @@ class FaultsIT {
                 throw new IllegalStateException(e);
             }
         });
-        outcome.assertKeptEveryPromise();
+        outcome.assertKeptEveryPromise(RECOVERY_AFTER_POSTGRES);
         assertThat(outcome.during.statuses().keySet()).as("while the database is away: accepted or 503").containsAnyOf(503)
                 .isSubsetOf(202, 503);
         assertThat(outcome.during.refusalsWithoutRetryAfter()).as("every 503 says when to come back").isZero();
@@ -242,7 +263,7 @@ class FaultsIT {
     // -- the fault harness ------------------------------------------------------------------------------
 
     private Outcome fault(String name, Runnable inject, Runnable restore) {
-        return fault(name, FAULT, inject, restore);
+        return fault(name, FAULT, sampler, 2 * RATE, inject, restore);
     }
 
     /**
@@ -250,21 +271,25 @@ class FaultsIT {
      * how long until the gateways take pushes at the offered rate again, and waits until every
      * notification accepted so far has both its pushes sent.
      */
-    private Outcome fault(String name, Duration hold, Runnable inject, Runnable restore) {
-        double baseline = sampler.ratePerSecond();
+    private Outcome fault(String name, Duration hold, Sampler gateway, int offered, Runnable inject, Runnable restore) {
+        double baseline = gateway.ratePerSecond();
         Load.Window during = load.window();
         long injected = System.nanoTime();
         inject.run();
-        await().atMost(hold.plusSeconds(5)).pollInterval(Duration.ofMillis(100))
-                .until(() -> System.nanoTime() - injected >= hold.toNanos());
+        long[] mostInFlight = new long[1];
+        await().atMost(hold.plusSeconds(5)).pollInterval(Duration.ofMillis(500))
+                .until(() -> {
+                    mostInFlight[0] = Math.max(mostInFlight[0], inFlight());
+                    return System.nanoTime() - injected >= hold.toNanos();
+                });
         long backlog = queuedPushes();
         restore.run();
         long returned = System.nanoTime();
         during.close();
-        double target = 0.8 * 2 * RATE;
+        double target = 0.8 * offered;
         await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
-                .until(() -> sampler.ratePerSecondSince(returned) >= target);
-        long recovered = sampler.firstWindowEndAtLeast(returned, target) - returned;
+                .until(() -> gateway.ratePerSecondSince(returned) >= target);
+        long recovered = gateway.firstWindowEndAtLeast(returned, target) - returned;
         Load.Window after = load.window();
         List<String> accepted = load.acceptedSoFar();
         long drainStarted = System.nanoTime();
@@ -272,24 +297,32 @@ class FaultsIT {
                 .until(() -> sentPushes(accepted) == 2L * accepted.size());
         long drained = System.nanoTime() - returned;
         after.close();
-        Outcome outcome = new Outcome(name, during, after, Duration.ofNanos(recovered), Duration.ofNanos(drained), backlog);
-        System.out.printf("FAULT %s for %d s: baseline %.0f pushes/s; during it %s; %d pushes waiting in PostgreSQL "
-                        + "at its end; full rate again %d ms after the return; all %d accepted notifications sent %.1f s "
-                        + "after it (checked in %.1f s); heap %s%n",
-                name, hold.toSeconds(), baseline, during, backlog, recovered / 1_000_000, accepted.size(),
-                drained / 1e9, (System.nanoTime() - drainStarted) / 1e9, heapUsed());
+        Outcome outcome = new Outcome(name, during, after, Duration.ofNanos(recovered), Duration.ofNanos(drained), backlog,
+                mostInFlight[0]);
+        System.out.printf("FAULT %s for %d s: baseline %.0f pushes/s at the gateway; during it %s; %d pushes queued in "
+                        + "PostgreSQL at its end, at most %d of them held by the node; %.0f%% of the gateway's offered "
+                        + "rate again %d ms after the return; all %d accepted notifications sent %.1f s after it "
+                        + "(checked in %.1f s); heap %s%n",
+                name, hold.toSeconds(), baseline, during, backlog, mostInFlight[0], 80.0, recovered / 1_000_000,
+                accepted.size(), drained / 1e9, (System.nanoTime() - drainStarted) / 1e9, heapUsed());
         return outcome;
     }
 
     private record Outcome(String name, Load.Window during, Load.Window after, Duration recovered, Duration drained,
-                           long backlogAtReturn) {
+                           long backlogAtReturn, long mostInFlight) {
 
         void assertKeptEveryPromise() {
+            assertKeptEveryPromise(RECOVERY);
+        }
+
+        void assertKeptEveryPromise(Duration recovery) {
             assertThat(during.statuses().keySet()).as(name + ": statuses during the fault").doesNotContain(500);
             assertThat(after.statuses().keySet()).as(name + ": statuses after it").containsOnly(202);
             assertThat(during.slowest()).as(name + ": the slowest request during the fault").isLessThan(HANG);
+            assertThat(after.slowest()).as(name + ": the slowest request after it").isLessThan(HANG);
             assertThat(during.notProblems()).as(name + ": refusals that are not problem documents").isZero();
-            assertThat(recovered).as(name + ": time to full rate after the return").isLessThanOrEqualTo(RECOVERY);
+            assertThat(recovered).as(name + ": time to full rate after the return").isLessThanOrEqualTo(recovery);
+            assertThat(mostInFlight).as(name + ": pushes the node held at once").isLessThanOrEqualTo(IN_FLIGHT);
         }
     }
 
@@ -301,6 +334,16 @@ class FaultsIT {
             return String.format("%.0f MiB used of 256", used / (1 << 20));
         } catch (RuntimeException e) {
             return "unknown";
+        }
+    }
+
+    /** The node's {@code herald_push_in_flight} gauge (0 while it cannot be read). */
+    private long inFlight() {
+        try {
+            return api.get("/metrics", null).body().lines().filter(l -> l.startsWith("herald_push_in_flight"))
+                    .mapToLong(l -> (long) Double.parseDouble(l.substring(l.lastIndexOf(' ') + 1))).sum();
+        } catch (RuntimeException e) {
+            return 0;
         }
     }
 
