@@ -45,13 +45,7 @@ final class BenchService implements AutoCloseable {
         if (!Files.isRegularFile(jar)) {
             throw new IllegalStateException("No service jar at " + jar + "; run ./mvnw -Pbench verify");
         }
-        if (Files.exists(dataDir)) {
-            try (Stream<Path> paths = Files.walk(dataDir)) {
-                for (Path p : paths.sorted(Comparator.reverseOrder()).toList()) {
-                    Files.delete(p);
-                }
-            }
-        }
+        deleteRecursively(dataDir);
         Files.createDirectories(logFile.getParent());
         int port;
         try (ServerSocket socket = new ServerSocket(0)) {
@@ -102,6 +96,18 @@ final class BenchService implements AutoCloseable {
         }
         log("service: healthy after %.1f s", (System.nanoTime() - started) / 1e9);
         return service;
+    }
+
+    /** Deletes a folder and everything in it, if it exists. */
+    static void deleteRecursively(Path dir) throws IOException {
+        if (!Files.exists(dir)) {
+            return;
+        }
+        try (Stream<Path> paths = Files.walk(dir)) {
+            for (Path p : paths.sorted(Comparator.reverseOrder()).toList()) {
+                Files.delete(p);
+            }
+        }
     }
 
     int port() {
