@@ -130,8 +130,9 @@ public class PushWorker implements AutoCloseable {
 
     /**
      * Sends pushes this node just routed and leased to itself, once their rows committed: no claim
-     * query, no wait for the poll. Never waits: pushes that find no room among those in flight go
-     * back to the queue, due at once, for whichever node has room. Never throws.
+     * query, no wait for the poll. Never waits for room: pushes that find none among those in flight go
+     * back to the queue, due at once, for whichever node has room (counting them against their devices'
+     * caps asks Redis, at most {@code DevicePushCap.REDIS_WAIT}). Never throws.
      */
     public void handOff(StoredNotification notification, List<DeliveryStore.ClaimedPush> leased) {
         handOff(notification, leased, Duration.ZERO);
