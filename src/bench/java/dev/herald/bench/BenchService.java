@@ -176,6 +176,24 @@ final class BenchService implements AutoCloseable {
         return m.group(1);
     }
 
+    /** Waits (up to 2 minutes) until the service has no routing job left: every notification routed. */
+    void awaitNoRoutingJobs() throws IOException, java.sql.SQLException {
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MINUTES.toNanos(2);
+        try (java.sql.Connection c = java.sql.DriverManager.getConnection(jdbcUrl(), "postgres", "");
+             java.sql.Statement s = c.createStatement()) {
+            while (System.nanoTime() < deadline) {
+                try (java.sql.ResultSet rs = s.executeQuery("SELECT count(*) FROM jobs")) {
+                    rs.next();
+                    if (rs.getLong(1) == 0) {
+                        return;
+                    }
+                }
+                java.util.concurrent.locks.LockSupport.parkNanos(java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(50));
+            }
+        }
+        throw new IllegalStateException("routing jobs still pending after 2 minutes");
+    }
+
     /** The embedded PostgreSQL's JDBC URL, from the service's startup line. */
     String jdbcUrl() throws IOException {
         Matcher m = PG_LINE.matcher(Files.readString(logFile));

@@ -49,6 +49,15 @@ public class ApiException extends RuntimeException {
         return new ApiException(ProblemType.UNAVAILABLE, detail, List.of(), Map.of("Retry-After", "5"));
     }
 
+    /**
+     * A live event showed the item (or notification) before its routing stored it, a moment ago: 503
+     * with {@code Retry-After: 1}.
+     */
+    public static ApiException notStoredYet(String what) {
+        return new ApiException(ProblemType.UNAVAILABLE, what + " was shown live and is being stored; try again in a second",
+                List.of(), Map.of("Retry-After", "1"));
+    }
+
     public static ApiException notFound(String what) {
         return new ApiException(ProblemType.NOT_FOUND, what + " not found");
     }

@@ -13,6 +13,7 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -504,6 +505,108 @@ public class DeliveryStore {
             ps.setLong(1, job.id());
             ps.setInt(2, job.claim());
             return ps.executeUpdate() == 1;
+        });
+    }
+
+    /**
+     * Inbox item ids for users a job shows a notification live before their chunks are stored, with the
+     * time the items carry: those the job reserved before (a job taken over from another node) and new
+     * ones drawn for the rest, kept on the job. Empty when the claim is no longer this node's.
+     */
+    public java.util.Optional<LiveReservation> reserveLive(Job job, List<String> users, Instant now) {
+        record Kept(List<String> users, List<Long> items, Instant at) {
+        }
+        Kept kept = jdbc.prepareStatement("SELECT live_users, live_items, live_at FROM jobs WHERE id = ? AND attempts = ? FOR UPDATE", ps -> {
+            ps.setLong(1, job.id());
+            ps.setInt(2, job.claim());
+            try (ResultSet rs = ps.executeQuery()) {
+                if (!rs.next()) {
+                    return null;
+                }
+                java.sql.Array u = rs.getArray(1);
+                java.sql.Array i = rs.getArray(2);
+                Timestamp at = rs.getTimestamp(3);
+                return new Kept(u == null ? List.of() : List.of((String[]) u.getArray()),
+                        i == null ? List.of() : List.of((Long[]) i.getArray()), at == null ? now : at.toInstant());
+            }
+        });
+        if (kept == null) {
+            return java.util.Optional.empty();
+        }
+        Map<String, Long> ids = new java.util.LinkedHashMap<>();
+        for (int i = 0; i < kept.users().size(); i++) {
+            ids.put(kept.users().get(i), kept.items().get(i));
+        }
+        List<String> missing = users.stream().filter(u -> !ids.containsKey(u)).toList();
+        if (!missing.isEmpty()) {
+            List<Long> drawn = jdbc.prepareStatement("SELECT nextval('inbox_items_id_seq') FROM generate_series(1, ?)", ps -> {
+                ps.setInt(1, missing.size());
+                List<Long> out = new ArrayList<>(missing.size());
+                try (ResultSet rs = ps.executeQuery()) {
+                    while (rs.next()) {
+                        out.add(rs.getLong(1));
+                    }
+                }
+                return out;
+            });
+            for (int i = 0; i < missing.size(); i++) {
+                ids.put(missing.get(i), drawn.get(i));
+            }
+            jdbc.prepareStatement("UPDATE jobs SET live_users = ?, live_items = ?, live_at = ? WHERE id = ?", ps -> {
+                ps.setArray(1, ps.getConnection().createArrayOf("text", ids.keySet().toArray()));
+                ps.setArray(2, ps.getConnection().createArrayOf("bigint", ids.values().toArray()));
+                ps.setTimestamp(3, Timestamp.from(kept.at()));
+                ps.setLong(4, job.id());
+                return ps.executeUpdate();
+            });
+        }
+        Map<String, Long> mine = new HashMap<>();
+        users.forEach(u -> mine.put(u, ids.get(u)));
+        return java.util.Optional.of(new LiveReservation(mine, kept.at()));
+    }
+
+    /** The inbox item ids a job reserved, per user, and the time their items carry. */
+    public record LiveReservation(Map<String, Long> itemIds, Instant at) {
+    }
+
+    /**
+     * Whether a routing job showed this item to the user live and has not stored it yet (users are routed
+     * in order, so the user is past the job's cursor).
+     */
+    public boolean shownNotStored(String userId, long itemId) {
+        return notRoutedYet(userId, """
+                SELECT j.cursor FROM jobs j, unnest(j.live_users, j.live_items) AS r(user_id, item_id)
+                WHERE j.live_items @> ARRAY[?::bigint] AND r.item_id = ? AND r.user_id = ?""", ps -> {
+            ps.setLong(1, itemId);
+            ps.setLong(2, itemId);
+            ps.setString(3, userId);
+        });
+    }
+
+    /** Whether a routing job showed the notification to the user live and has not stored their deliveries yet. */
+    public boolean shownNotStored(String notificationId, String userId) {
+        return notRoutedYet(userId, "SELECT cursor FROM jobs WHERE notification_id = ? AND live_users @> ARRAY[?::text]", ps -> {
+            ps.setString(1, notificationId);
+            ps.setString(2, userId);
+        });
+    }
+
+    private interface Binder {
+        void bind(java.sql.PreparedStatement ps) throws SQLException;
+    }
+
+    private boolean notRoutedYet(String userId, String cursorsSql, Binder binder) {
+        return jdbc.prepareStatement(cursorsSql, ps -> {
+            binder.bind(ps);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    // compared as Java orders the ids it routes (not by the database's collation)
+                    if (userId.compareTo(rs.getString(1)) > 0) {
+                        return true;
+                    }
+                }
+                return false;
+            }
         });
     }
 

@@ -108,11 +108,13 @@ class RouteWorker implements AutoCloseable {
             }
         }
         String cursor = job.cursor();
+        Router.Early early = router.liveFirst(job, notification.id(), notification.appId(), notification.request(),
+                cursor, clock.instant());
         while (running) {
             String from = cursor;
             Router.Step step = transactions.executeWrite(status -> {
                 Router.Step next = router.routeChunk(notification.id(), notification.appId(), notification.request(),
-                        from, clock.instant(), clock.instant().plus(PushWorker.LEASE));
+                        from, clock.instant(), clock.instant().plus(PushWorker.LEASE), early);
                 boolean stillMine = next.done() ? store.deleteJob(job)
                         : store.advanceJob(job, next.cursor(), clock.instant().plus(LEASE));
                 if (!stillMine) {

@@ -19,6 +19,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * Turns a notification's target into deliveries, a chunk at a time, inside the caller's transaction.
@@ -71,21 +72,93 @@ public class Router {
     public record Step(String cursor, boolean done, List<DeliveryStore.ClaimedPush> leased) {
     }
 
+    /**
+     * The users a job reached live before routing their chunks: each with the inbox item id their event
+     * showed (absent when the event carried no item), the time those items carry.
+     */
+    public record Early(Set<String> users, Map<String, Long> itemIds, Instant at) {
+        public static final Early NONE = new Early(Set.of(), Map.of(), Instant.EPOCH);
+    }
+
+    /**
+     * Live first, for a job routing more users than one chunk: the users present now (on streams that
+     * do not acknowledge) get the notification on their streams at once, instead of when their chunk
+     * commits (a 10,000-user job commits ten chunks one after another). Their inbox item ids are drawn
+     * and kept on the job first, so the chunk stores each item under the id its event showed, and a job
+     * taken over after a crash shows the same ids again (a client skips ids it has seen). Until a user's
+     * chunk commits, reading the item or a receipt for it answers 503 with {@code Retry-After}.
+     */
+    public Early liveFirst(DeliveryStore.Job job, String notificationId, String appId, NotificationRequest request,
+                           String cursor, Instant now) {
+        if (request.target().kind() != Target.Kind.USERS || !request.channels().contains(Channel.LIVE)) {
+            return Early.NONE;
+        }
+        List<String> users = nextIds(request.target().ids(), cursor, Integer.MAX_VALUE);
+        if (users.size() <= USER_CHUNK) {
+            return Early.NONE;
+        }
+        Map<String, LiveHub.Reach> reach = live.presence(users);
+        List<String> present = users.stream().filter(u -> reach.get(u) == LiveHub.Reach.PRESENT).toList();
+        if (present.isEmpty()) {
+            return Early.NONE;
+        }
+        String category = request.category();
+        // as PostgreSQL keeps it, so that the event and the stored item show the same time
+        Instant at = now.truncatedTo(java.time.temporal.ChronoUnit.MICROS);
+        record Plan(DeliveryStore.LiveReservation reserved, Map<String, String> locales) {
+        }
+        // one transaction, committed before any event goes out
+        Plan plan = transactions.executeWrite(status -> {
+            Map<String, Preferences> saved = preferences.findAll(present);
+            List<String> toInbox = request.channels().contains(Channel.IN_APP)
+                    ? present.stream().filter(u -> prefs(saved, u).allows(Channel.IN_APP, category)).toList() : List.of();
+            var kept = toInbox.isEmpty() ? java.util.Optional.of(new DeliveryStore.LiveReservation(Map.of(), at))
+                    : store.reserveLive(job, toInbox, at);
+            // empty: the job is no longer this node's
+            return kept.map(reserved -> new Plan(reserved, locales(appId, present, saved))).orElse(null);
+        });
+        if (plan == null) {
+            return Early.NONE;
+        }
+        DeliveryStore.LiveReservation reserved = plan.reserved();
+        Map<String, String> locales = plan.locales();
+        List<LiveHub.Outgoing> events = new ArrayList<>(present.size());
+        for (String user : present) {
+            Long itemId = reserved.itemIds().get(user);
+            String locale = locales.get(user);
+            if (itemId != null) {
+                InboxItemView view = InboxItemView.of(new InboxStore.Item(itemId, user, appId, notificationId, category,
+                        request.type(), request.title() == null ? null : request.title().forLocale(locale),
+                        request.body() == null ? null : request.body().forLocale(locale), request.link(), request.data(),
+                        null, reserved.at()));
+                events.add(new LiveHub.Outgoing(user, "notification", view.id(), LiveEvents.json(view)));
+            } else {
+                events.add(new LiveHub.Outgoing(user, "notification", null,
+                        LiveEvents.json(content(notificationId, appId, request, locale))));
+            }
+        }
+        live.publishAll(events);
+        return new Early(new java.util.HashSet<>(present), reserved.itemIds(), reserved.at());
+    }
+
     /** Routes the whole target at once (small targets, while accepting); answers the pushes leased. */
     public List<DeliveryStore.ClaimedPush> routeAll(String notificationId, String appId, NotificationRequest request,
                                                     Instant now, Instant leasedUntil) {
         List<DeliveryStore.ClaimedPush> leased = new ArrayList<>();
         Step step = new Step("", false, List.of());
         while (!step.done()) {
-            step = routeChunk(notificationId, appId, request, step.cursor(), now, leasedUntil);
+            step = routeChunk(notificationId, appId, request, step.cursor(), now, leasedUntil, Early.NONE);
             leased.addAll(step.leased());
         }
         return leased;
     }
 
-    /** Routes the next chunk after {@code cursor} ({@code ""} at the start). */
+    /**
+     * Routes the next chunk after {@code cursor} ({@code ""} at the start); users in {@code early} were
+     * reached live already (see {@link #liveFirst}).
+     */
     public Step routeChunk(String notificationId, String appId, NotificationRequest request, String cursor,
-                           Instant now, Instant leasedUntil) {
+                           Instant now, Instant leasedUntil, Early early) {
         Target target = request.target();
         boolean push = request.channels().contains(Channel.PUSH);
         switch (target.kind()) {
@@ -107,7 +180,7 @@ public class Router {
             case USERS -> {
                 List<String> chunk = nextIds(target.ids(), cursor, USER_CHUNK);
                 List<DeliveryStore.ClaimedPush> leased = chunk.isEmpty() ? List.of()
-                        : routeUsers(notificationId, appId, request, chunk, now, leasedUntil);
+                        : routeUsers(notificationId, appId, request, chunk, now, leasedUntil, early);
                 return step(chunk, cursor, USER_CHUNK, leased);
             }
             default -> throw new IllegalStateException("unknown target " + target.kind());
@@ -115,27 +188,35 @@ public class Router {
     }
 
     private List<DeliveryStore.ClaimedPush> routeUsers(String notificationId, String appId, NotificationRequest request,
-                                                       List<String> users, Instant now, Instant leasedUntil) {
+                                                       List<String> users, Instant now, Instant leasedUntil, Early early) {
         Map<String, Preferences> saved = preferences.findAll(users);
         String category = request.category();
         List<DeliveryStore.UserStep> steps = new ArrayList<>();
         Map<String, InboxStore.Item> stored = new java.util.HashMap<>();
-        Map<String, LiveHub.Reach> reach = request.channels().contains(Channel.LIVE) ? live.presence(users) : Map.of();
+        Map<String, LiveHub.Reach> reach = new java.util.HashMap<>();
+        if (request.channels().contains(Channel.LIVE)) {
+            // users reached live first stay reached; the others are looked up now
+            List<String> lookUp = users.stream().filter(u -> !early.users().contains(u)).toList();
+            reach.putAll(lookUp.isEmpty() ? Map.of() : live.presence(lookUp));
+            users.stream().filter(early.users()::contains).forEach(u -> reach.put(u, LiveHub.Reach.PRESENT));
+        }
         if (request.channels().contains(Channel.IN_APP)) {
-            List<String> toInbox = users.stream().filter(u -> prefs(saved, u).allows(Channel.IN_APP, category)).toList();
-            List<String> withoutSaved = toInbox.stream().filter(u -> !saved.containsKey(u)).toList();
-            Map<String, String> deviceLocales = withoutSaved.isEmpty() ? Map.of() : store.deviceLocales(appId, withoutSaved);
+            // an item a live event already showed is stored whatever the preferences say by now
+            List<String> toInbox = users.stream().filter(u -> early.itemIds().containsKey(u)
+                    || prefs(saved, u).allows(Channel.IN_APP, category)).toList();
+            Map<String, String> locales = locales(appId, toInbox, saved);
             List<InboxStore.NewItem> items = new ArrayList<>(toInbox.size());
             for (String user : toInbox) {
-                String locale = saved.containsKey(user) ? saved.get(user).locale()
-                        : deviceLocales.getOrDefault(user, Preferences.DEFAULT_LOCALE);
+                String locale = locales.get(user);
+                Long id = early.itemIds().get(user);
                 items.add(new InboxStore.NewItem(user, appId, notificationId, category, request.type(),
                         request.title() == null ? null : request.title().forLocale(locale),
-                        request.body() == null ? null : request.body().forLocale(locale), request.link(), request.data()));
+                        request.body() == null ? null : request.body().forLocale(locale), request.link(), request.data(),
+                        id, id == null ? null : early.at()));
             }
             inbox.insert(items, now).forEach(item -> stored.put(item.userId(), item));
             for (String user : users) {
-                boolean allowed = prefs(saved, user).allows(Channel.IN_APP, category);
+                boolean allowed = early.itemIds().containsKey(user) || prefs(saved, user).allows(Channel.IN_APP, category);
                 steps.add(new DeliveryStore.UserStep(user, Channel.IN_APP.wire(), allowed ? "sent" : "suppressed",
                         allowed ? null : "preference"));
             }
@@ -149,7 +230,7 @@ public class Router {
                         here ? (waitsForAck ? DeliveryStore.AWAITING_ACK : null) : "away"));
             }
             if (!reached.isEmpty()) {
-                publishAfterCommit(notificationId, appId, request, reached, stored, saved);
+                publishAfterCommit(notificationId, appId, request, reached, early.users(), stored, saved);
             }
         }
         List<DeliveryStore.ClaimedPush> leased = List.of();
@@ -208,31 +289,50 @@ public class Router {
      * unread count.
      */
     private void publishAfterCommit(String notificationId, String appId, NotificationRequest request, List<String> reached,
-                                    Map<String, InboxStore.Item> stored, Map<String, Preferences> saved) {
+                                    Set<String> reachedEarly, Map<String, InboxStore.Item> stored, Map<String, Preferences> saved) {
         Map<String, Long> unread = stored.isEmpty() ? Map.of() : inbox.unreadCounts(reached);
-        List<Runnable> events = new ArrayList<>();
+        List<LiveHub.Outgoing> events = new ArrayList<>();
         for (String user : reached) {
             InboxStore.Item item = stored.get(user);
+            boolean shown = reachedEarly.contains(user);
             if (item != null) {
-                InboxItemView view = InboxItemView.of(item);
-                events.add(() -> live.publish(user, "notification", view.id(), LiveEvents.json(view)));
-                long count = unread.getOrDefault(user, 0L);
-                events.add(() -> live.publish(user, "unread", null, "{\"unread\":" + count + "}"));
-            } else {
-                String locale = prefs(saved, user).locale();
-                Map<String, Object> content = new LinkedHashMap<>();
-                content.put("notificationId", notificationId);
-                content.put("app", appId);
-                content.put("category", request.category());
-                content.put("type", request.type());
-                content.put("title", request.title() == null ? null : request.title().forLocale(locale));
-                content.put("body", request.body() == null ? null : request.body().forLocale(locale));
-                content.put("link", request.link());
-                content.put("data", request.data());
-                events.add(() -> live.publish(user, "notification", null, LiveEvents.json(content)));
+                if (!shown) {
+                    InboxItemView view = InboxItemView.of(item);
+                    events.add(new LiveHub.Outgoing(user, "notification", view.id(), LiveEvents.json(view)));
+                }
+                events.add(new LiveHub.Outgoing(user, "unread", null, "{\"unread\":" + unread.getOrDefault(user, 0L) + "}"));
+            } else if (!shown) {
+                events.add(new LiveHub.Outgoing(user, "notification", null,
+                        LiveEvents.json(content(notificationId, appId, request, prefs(saved, user).locale()))));
             }
         }
-        AfterCommit.run(transactions, () -> events.forEach(Runnable::run));
+        AfterCommit.run(transactions, () -> live.publishAll(events));
+    }
+
+    /** A notification's content for a user whose inbox does not keep it, in their locale. */
+    private static Map<String, Object> content(String notificationId, String appId, NotificationRequest request, String locale) {
+        Map<String, Object> content = new LinkedHashMap<>();
+        content.put("notificationId", notificationId);
+        content.put("app", appId);
+        content.put("category", request.category());
+        content.put("type", request.type());
+        content.put("title", request.title() == null ? null : request.title().forLocale(locale));
+        content.put("body", request.body() == null ? null : request.body().forLocale(locale));
+        content.put("link", request.link());
+        content.put("data", request.data());
+        return content;
+    }
+
+    /** Each user's locale: their saved one, else their latest device's for the app, else {@code en}. */
+    private Map<String, String> locales(String appId, List<String> users, Map<String, Preferences> saved) {
+        List<String> withoutSaved = users.stream().filter(u -> !saved.containsKey(u)).toList();
+        Map<String, String> deviceLocales = withoutSaved.isEmpty() ? Map.of() : store.deviceLocales(appId, withoutSaved);
+        Map<String, String> locales = new java.util.HashMap<>();
+        for (String user : users) {
+            locales.put(user, saved.containsKey(user) ? saved.get(user).locale()
+                    : deviceLocales.getOrDefault(user, Preferences.DEFAULT_LOCALE));
+        }
+        return locales;
     }
 
     private static Preferences prefs(Map<String, Preferences> saved, String user) {

@@ -46,9 +46,12 @@ class InboxController {
 
     private final io.micronaut.transaction.TransactionOperations<java.sql.Connection> transactions;
 
-    InboxController(InboxStore store, InboxSync sync, Clock clock,
+    private final dev.herald.delivery.DeliveryStore deliveries;
+
+    InboxController(InboxStore store, InboxSync sync, Clock clock, dev.herald.delivery.DeliveryStore deliveries,
                     io.micronaut.transaction.TransactionOperations<java.sql.Connection> transactions) {
         this.transactions = transactions;
+        this.deliveries = deliveries;
         this.store = store;
         this.sync = sync;
         this.clock = clock;
@@ -137,6 +140,9 @@ class InboxController {
         long itemId = InboxItemView.parseId(id);
         String app = itemId < 0 ? null : change.apply(user.userId(), itemId);
         if (app == null) {
+            if (itemId > 0 && deliveries.shownNotStored(user.userId(), itemId)) {
+                throw ApiException.notStoredYet("This inbox item");
+            }
             throw ApiException.notFound("Inbox item");
         }
         AfterCommit.run(transactions, () -> sync.changed(user.userId(), List.of(app), installationId));

@@ -34,9 +34,13 @@ public class InboxStore {
         this.mapper = bodies.mapper();
     }
 
-    /** An item to store: one notification in one user's inbox, in their locale. */
+    /**
+     * An item to store: one notification in one user's inbox, in their locale; {@code id} and
+     * {@code createdAt} are given when a live event already showed them (else drawn and now).
+     */
     public record NewItem(String userId, String appId, String notificationId, @Nullable String category, String type,
-                          @Nullable String title, @Nullable String body, @Nullable String link, Map<String, String> data) {
+                          @Nullable String title, @Nullable String body, @Nullable String link, Map<String, String> data,
+                          @Nullable Long id, @Nullable Instant createdAt) {
     }
 
     /** An item as stored. */
@@ -52,8 +56,12 @@ public class InboxStore {
         }
         int n = items.size();
         String[][] columns = new String[9][n];
+        Long[] ids = new Long[n];
+        Timestamp[] created = new Timestamp[n];
         for (int i = 0; i < n; i++) {
             NewItem it = items.get(i);
+            ids[i] = it.id();
+            created[i] = it.createdAt() == null ? null : Timestamp.from(it.createdAt());
             columns[0][i] = it.userId();
             columns[1][i] = it.appId();
             columns[2][i] = it.notificationId();
@@ -65,16 +73,20 @@ public class InboxStore {
             columns[8][i] = json(it.data());
         }
         return jdbc.prepareStatement("""
-                INSERT INTO inbox_items (user_id, app_id, notification_id, category, type, title, body, link, data, created_at)
-                SELECT u.user_id, u.app_id, u.notification_id, u.category, u.type, u.title, u.body, u.link, u.data::jsonb, ?
-                FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
-                     AS u(user_id, app_id, notification_id, category, type, title, body, link, data)
+                INSERT INTO inbox_items (id, user_id, app_id, notification_id, category, type, title, body, link, data, created_at)
+                SELECT coalesce(u.id, nextval('inbox_items_id_seq')), u.user_id, u.app_id, u.notification_id, u.category,
+                       u.type, u.title, u.body, u.link, u.data::jsonb, coalesce(u.created_at, ?)
+                FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],
+                            ?::bigint[], ?::timestamptz[])
+                     AS u(user_id, app_id, notification_id, category, type, title, body, link, data, id, created_at)
                 ON CONFLICT (notification_id, user_id) DO NOTHING
                 RETURNING""" + " " + COLUMNS, ps -> {
             ps.setTimestamp(1, Timestamp.from(now));
             for (int c = 0; c < 9; c++) {
                 ps.setArray(c + 2, ps.getConnection().createArrayOf("text", columns[c]));
             }
+            ps.setArray(11, ps.getConnection().createArrayOf("bigint", ids));
+            ps.setArray(12, ps.getConnection().createArrayOf("timestamptz", created));
             return items(ps.executeQuery());
         });
     }

@@ -42,7 +42,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * its members every 20 s, so a node that dies leaves no one present after {@link #TTL}. {@code PUT
  * /v1/presence} adds the member {@code api} for {@link #TTL}. A live event for a user goes to the streams
  * on this node directly and to every other node holding one of the user's streams over its Redis
- * channel {@code herald:node:<node>}. Redis unreachable: everyone counts as away (pushes go out) and
+ * channel {@code herald:node:<node>}; a large batch of events (a fan-out) goes to every node at once over
+ * {@link #BROADCAST}. Redis unreachable: everyone counts as away (pushes go out) and
  * nothing here throws.
  */
 @Singleton
@@ -145,23 +146,34 @@ public class LiveHub implements AutoCloseable {
             userIds.forEach(u -> reach.put(u, Reach.AWAY));
             return reach;
         }
+        // a stream of the user on this node that does not acknowledge settles it without asking Redis
+        // (presence is any stream, on any node; acknowledging is all of them)
+        List<String> ask = new ArrayList<>(userIds.size());
+        for (String user : userIds) {
+            Set<Stream> mine = streams.get(user);
+            if (mine != null && mine.stream().anyMatch(s -> !s.id().endsWith(ACK_SUFFIX))) {
+                reach.put(user, Reach.PRESENT);
+            } else {
+                ask.add(user);
+            }
+        }
         try {
-            List<RedisFuture<List<String>>> members = new ArrayList<>(userIds.size());
-            for (String user : userIds) {
+            List<RedisFuture<List<String>>> members = new ArrayList<>(ask.size());
+            for (String user : ask) {
                 members.add(redis.zrangebyscore(key(user), Range.create(now, Double.POSITIVE_INFINITY)));
             }
-            for (int i = 0; i < userIds.size(); i++) {
+            for (int i = 0; i < ask.size(); i++) {
                 List<String> live = members.get(i).get(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS);
                 Reach r = Reach.AWAY;
                 if (live != null && !live.isEmpty()) {
                     r = live.stream().allMatch(m -> m.endsWith(ACK_SUFFIX)) ? Reach.PRESENT_ACK : Reach.PRESENT;
                 }
-                reach.put(userIds.get(i), r);
+                reach.put(ask.get(i), r);
             }
         } catch (Exception e) {
             unreachableUntil = System.nanoTime() + UNREACHABLE_PAUSE.toNanos();
             warn("presence unknown, users count as away", e);
-            userIds.forEach(u -> reach.put(u, Reach.AWAY));
+            ask.forEach(u -> reach.put(u, Reach.AWAY));
         }
         return reach;
     }
@@ -210,6 +222,82 @@ public class LiveHub implements AutoCloseable {
     }
 
 
+
+    /** A live event for one user. {@code id} may be null, as for {@link #publish}. */
+    public record Outgoing(String userId, String name, String id, String json) {
+    }
+
+    /**
+     * Sends many users' events: this node's streams at once, and (from {@link #BROADCAST_FROM} events on)
+     * every other node's through one Redis message per {@link #RELAY_SLICE} events on the channel all nodes
+     * hear (each node passes on the events of users it holds streams for), instead of a look-up per user.
+     */
+    public void publishAll(List<Outgoing> events) {
+        if (events.size() < BROADCAST_FROM) {
+            // a few events: each to the nodes holding the user's streams, as Redis says
+            events.forEach(e -> publish(e.userId(), e.name(), e.id(), e.json()));
+            return;
+        }
+        for (Outgoing e : events) {
+            deliver(e.userId(), e.name(), e.id(), e.json());
+        }
+        if (!othersListening()) {
+            return;
+        }
+        for (int from = 0; from < events.size(); from += RELAY_SLICE) {
+            var slice = mapper.createArrayNode();
+            for (Outgoing e : events.subList(from, Math.min(events.size(), from + RELAY_SLICE))) {
+                ObjectNode message = slice.addObject().put("userId", e.userId()).put("name", e.name()).put("data", e.json());
+                if (e.id() != null) {
+                    message.put("id", e.id());
+                }
+            }
+            String text = node + "\n" + slice;
+            guard(() -> redis.publish(BROADCAST, text));
+        }
+    }
+
+    /** From this many events on, {@link #publishAll} relays them to every node instead of looking up each user's. */
+    static final int BROADCAST_FROM = 100;
+    /** Events per message on {@link #BROADCAST}. */
+    static final int RELAY_SLICE = 500;
+    /** The channel every node subscribes to: {@code <origin node>\n<JSON array of events>}. */
+    static final String BROADCAST = "herald:nodes:live";
+
+    /**
+     * Whether another node subscribes to {@link #BROADCAST} (a single Herald skips serialising a fan-out's
+     * events for no one). On a Redis Cluster, where a server counts only its own subscribers, and when
+     * Redis does not answer: assumed so.
+     */
+    private boolean othersListening() {
+        if (client.isCluster()) {
+            return true;
+        }
+        try {
+            Long listening = redis.pubsubNumsub(BROADCAST).get(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS).get(BROADCAST);
+            return listening == null || listening > (subscription != null ? 1 : 0);
+        } catch (Exception e) {
+            return true;
+        }
+    }
+
+    private void broadcastReceived(String message) {
+        int newline = message.indexOf('\n');
+        if (newline < 0 || message.substring(0, newline).equals(node)) {
+            return;
+        }
+        try {
+            for (var event : mapper.readTree(message.substring(newline + 1))) {
+                String userId = event.path("userId").asText();
+                if (streams.containsKey(userId)) {
+                    deliver(userId, event.path("name").asText(), event.hasNonNull("id") ? event.get("id").asText() : null,
+                            event.path("data").asText());
+                }
+            }
+        } catch (Exception e) {
+            LOG.warn("Live events relayed through Redis could not be read: {}", e.toString());
+        }
+    }
 
     private void deliver(String userId, String name, String id, String json) {
         Set<Stream> mine = streams.get(userId);
@@ -264,10 +352,14 @@ public class LiveHub implements AutoCloseable {
             sub.addListener(new RedisPubSubAdapter<>() {
                 @Override
                 public void message(String channel, String message) {
-                    relayed(message);
+                    if (BROADCAST.equals(channel)) {
+                        broadcastReceived(message);
+                    } else {
+                        relayed(message);
+                    }
                 }
             });
-            sub.sync().subscribe(channel(node));
+            sub.sync().subscribe(channel(node), BROADCAST);
             subscription = sub;
         } catch (RuntimeException e) {
             warn("live events from other nodes cannot reach this one until Redis is back", e);

@@ -52,9 +52,13 @@ class ReceiptController {
         Caller.User user = Caller.of(authentication).requireUser();
         JsonNode node = bodies.validate(body, "receipt-request");
         String installationId = node.hasNonNull("installationId") ? node.get("installationId").asText() : null;
-        boolean known = deliveries.receipt(node.get("notificationId").asText(), user.userId(), installationId,
+        String notificationId = node.get("notificationId").asText();
+        boolean known = deliveries.receipt(notificationId, user.userId(), installationId,
                 "opened".equals(node.get("event").asText()), clock.instant());
         if (!known) {
+            if (deliveries.shownNotStored(notificationId, user.userId())) {
+                throw ApiException.notStoredYet("This notification");
+            }
             throw ApiException.notFound("Notification");
         }
     }

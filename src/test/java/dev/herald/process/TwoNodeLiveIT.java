@@ -53,6 +53,31 @@ class TwoNodeLiveIT {
             await().atMost(DEADLINE).until(() ->
                     !a.api().get("/v1/users/" + user + "/presence", key).json().path("present").asBoolean());
 
+            // a notification to more users than one routing chunk: its live events for the users present
+            // go to every node in batches; each node passes on those of the users it holds
+            List<String> many = new java.util.ArrayList<>();
+            for (int i = 0; i < 1_200; i++) {
+                many.add(String.format("%s-many-%04d", app, i));
+            }
+            String onA = many.get(10);
+            String onB = many.get(1_100);
+            try (SseStream streamA = new SseStream(a.baseUrl(), "", a.api().post("/v1/users/" + onA + "/tokens", key, Map.of())
+                    .json().path("token").asText(), null);
+                 SseStream streamB = new SseStream(b.baseUrl(), "", b.api().post("/v1/users/" + onB + "/tokens", key, Map.of())
+                         .json().path("token").asText(), null)) {
+                streamA.next("unread", DEADLINE);
+                streamB.next("unread", DEADLINE);
+                Api.Response fanOut = a.api().post("/v1/notifications", key, Map.of("to", Map.of("users", many), "title", "To many"));
+                assertThat(fanOut.status()).isEqualTo(202);
+                for (SseStream stream : List.of(streamA, streamB)) {
+                    SseStream.Event event = stream.next("notification", DEADLINE);
+                    assertThat(event.json().path("title").asText()).isEqualTo("To many");
+                    assertThat(event.json().path("notificationId").asText()).isEqualTo(fanOut.json().path("id").asText());
+                    assertThat(event.id()).startsWith("inb_");
+                    assertThat(stream.nextNotPing(DEADLINE).name()).as("each event once, then the unread count").isEqualTo("unread");
+                }
+            }
+
             // a node that dies with a stream open leaves the user present for at most 60 s
             SseStream orphan = new SseStream(b.baseUrl(), "", token, null);
             orphan.next("unread", DEADLINE);

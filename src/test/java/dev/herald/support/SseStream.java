@@ -99,6 +99,18 @@ public final class SseStream implements AutoCloseable {
         throw new AssertionError("no '" + name + "' event within " + within);
     }
 
+    /** The next event within {@code within} that is not a ping. */
+    public Event nextNotPing(Duration within) throws InterruptedException {
+        long deadline = System.nanoTime() + within.toNanos();
+        while (System.nanoTime() < deadline) {
+            Event e = events.poll(200, TimeUnit.MILLISECONDS);
+            if (e != null && !e.name().equals("ping")) {
+                return e;
+            }
+        }
+        throw new AssertionError("no event but pings within " + within);
+    }
+
     @Override
     public void close() {
         lines.close();
