@@ -14,6 +14,7 @@ import io.micronaut.transaction.TransactionOperations;
 import dev.herald.preferences.Preferences;
 
 import java.sql.Connection;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -39,6 +40,8 @@ public class Router {
 
     /** Users routed per transaction. */
     static final int USER_CHUNK = 1_000;
+    /** Users reached live first per transaction and batch of events (see {@link #liveFirst}). */
+    static final int LIVE_SLICE = 2_000;
     /** Devices routed per transaction. */
     static final int DEVICE_CHUNK = 5_000;
 
@@ -107,38 +110,57 @@ public class Router {
         Instant at = now.truncatedTo(java.time.temporal.ChronoUnit.MICROS);
         record Plan(DeliveryStore.LiveReservation reserved, Map<String, String> locales) {
         }
-        // one transaction, committed before any event goes out
-        Plan plan = transactions.executeWrite(status -> {
-            Map<String, Preferences> saved = preferences.findAll(present);
-            List<String> toInbox = request.channels().contains(Channel.IN_APP)
-                    ? present.stream().filter(u -> prefs(saved, u).allows(Channel.IN_APP, category)).toList() : List.of();
-            var kept = toInbox.isEmpty() ? java.util.Optional.of(new DeliveryStore.LiveReservation(Map.of(), at))
-                    : store.reserveLive(job, toInbox, at);
-            // empty: the job is no longer this node's
-            return kept.map(reserved -> new Plan(reserved, locales(appId, present, saved))).orElse(null);
-        });
-        if (plan == null) {
+        Set<String> shown = new java.util.HashSet<>();
+        Map<String, Long> itemIds = new java.util.HashMap<>();
+        Instant itemsAt = at;
+        Map<String, LiveEvents.Spliced> itemJson = new java.util.HashMap<>();
+        Map<String, String> contentJson = new java.util.HashMap<>();
+        // a slice at a time, so that the server writes one slice's events while the next is planned
+        for (int from = 0; from < present.size(); from += LIVE_SLICE) {
+            List<String> slice = present.subList(from, Math.min(present.size(), from + LIVE_SLICE));
+            // one transaction per slice, committed before its events go out
+            Plan plan = transactions.executeWrite(status -> {
+                Map<String, Preferences> saved = preferences.findAll(slice);
+                List<String> toInbox = request.channels().contains(Channel.IN_APP)
+                        ? slice.stream().filter(u -> prefs(saved, u).allows(Channel.IN_APP, category)).toList() : List.of();
+                var kept = toInbox.isEmpty() ? java.util.Optional.of(new DeliveryStore.LiveReservation(Map.of(), at))
+                        : store.reserveLive(job, toInbox, at);
+                // empty: the job is no longer this node's
+                return kept.map(reserved -> new Plan(reserved, locales(appId, slice, saved))).orElse(null);
+            });
+            if (plan == null) {
+                break;
+            }
+            DeliveryStore.LiveReservation reserved = plan.reserved();
+            itemIds.putAll(reserved.itemIds());
+            itemsAt = reserved.at();
+            Instant shownAt = reserved.at();
+            List<LiveHub.Outgoing> events = new ArrayList<>(slice.size());
+            for (String user : slice) {
+                Long itemId = reserved.itemIds().get(user);
+                String locale = plan.locales().get(user);
+                if (itemId != null) {
+                    // the same item for every user of a locale but for its id: written once
+                    String id = InboxItemView.PREFIX + itemId;
+                    events.add(new LiveHub.Outgoing(user, "notification", id, itemJson.computeIfAbsent(locale, l ->
+                            LiveEvents.spliced(new InboxItemView(LiveEvents.SLOT, notificationId, appId, category,
+                                    request.type(), request.title() == null ? null : request.title().forLocale(l),
+                                    request.body() == null ? null : request.body().forLocale(l), request.link(),
+                                    request.data(), null, shownAt))).with(id)));
+                } else {
+                    events.add(new LiveHub.Outgoing(user, "notification", null, contentJson.computeIfAbsent(locale, l ->
+                            LiveEvents.json(content(notificationId, appId, request, l)))));
+                }
+            }
+            live.publishAll(events);
+            shown.addAll(slice);
+        }
+        if (shown.isEmpty()) {
             return Early.NONE;
         }
-        DeliveryStore.LiveReservation reserved = plan.reserved();
-        Map<String, String> locales = plan.locales();
-        List<LiveHub.Outgoing> events = new ArrayList<>(present.size());
-        for (String user : present) {
-            Long itemId = reserved.itemIds().get(user);
-            String locale = locales.get(user);
-            if (itemId != null) {
-                InboxItemView view = InboxItemView.of(new InboxStore.Item(itemId, user, appId, notificationId, category,
-                        request.type(), request.title() == null ? null : request.title().forLocale(locale),
-                        request.body() == null ? null : request.body().forLocale(locale), request.link(), request.data(),
-                        null, reserved.at()));
-                events.add(new LiveHub.Outgoing(user, "notification", view.id(), LiveEvents.json(view)));
-            } else {
-                events.add(new LiveHub.Outgoing(user, "notification", null,
-                        LiveEvents.json(content(notificationId, appId, request, locale))));
-            }
-        }
-        live.publishAll(events);
-        return new Early(new java.util.HashSet<>(present), reserved.itemIds(), reserved.at());
+        // the writes first: storing the chunks would take the CPU they wait for
+        live.awaitWritten(Duration.ofSeconds(1));
+        return new Early(shown, itemIds, itemsAt);
     }
 
     /** Routes the whole target at once (small targets, while accepting); answers the pushes leased. */

@@ -12,7 +12,7 @@ public record InboxItemView(String id, String notificationId, String app, @Nulla
                             @Nullable String title, @Nullable String body, @Nullable String link, Map<String, String> data,
                             @Nullable Instant readAt, Instant createdAt) {
 
-    static final String PREFIX = "inb_";
+    public static final String PREFIX = "inb_";
 
     public static InboxItemView of(InboxStore.Item item) {
         return new InboxItemView(PREFIX + item.id(), item.notificationId(), item.appId(), item.category(), item.type(),

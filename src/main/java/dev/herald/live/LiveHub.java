@@ -75,8 +75,12 @@ public class LiveHub implements AutoCloseable {
     record Stream(String id, String userId, Sinks.Many<Event<String>> sink) {
     }
 
+    private final io.micronaut.context.BeanProvider<io.micronaut.http.netty.channel.EventLoopGroupRegistry> eventLoops;
+
     LiveHub(dev.herald.redis.Redis client, JsonBodies bodies, Clock clock,
-            @Value("${herald.stream.ping:30s}") Duration ping) {
+            @Value("${herald.stream.ping:30s}") Duration ping,
+            io.micronaut.context.BeanProvider<io.micronaut.http.netty.channel.EventLoopGroupRegistry> eventLoops) {
+        this.eventLoops = eventLoops;
         this.redis = client.async();
         this.mapper = bodies.mapper();
         this.clock = clock;
@@ -263,6 +267,32 @@ public class LiveHub implements AutoCloseable {
     static final int RELAY_SLICE = 500;
     /** The channel every node subscribes to: {@code <origin node>\n<JSON array of events>}. */
     static final String BROADCAST = "herald:nodes:live";
+
+    /**
+     * Waits, at most {@code max}, until the HTTP server's event loops ran what was handed to them so far:
+     * the events just published are written to their connections. Routing a large fan-out calls this
+     * before storing it, so that the writes do not wait for CPU behind the storing.
+     */
+    public void awaitWritten(Duration max) {
+        var registry = eventLoops.find(null);
+        if (registry.isEmpty()) {
+            return;
+        }
+        List<io.netty.util.concurrent.Future<?>> marks = new ArrayList<>();
+        for (io.netty.util.concurrent.EventExecutor loop : registry.get().getDefaultEventLoopGroup()) {
+            marks.add(loop.submit(() -> { }));
+        }
+        long deadline = System.nanoTime() + max.toNanos();
+        try {
+            for (var mark : marks) {
+                if (!mark.await(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS)) {
+                    return;
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
 
     /**
      * Whether another node subscribes to {@link #BROADCAST} (a single Herald skips serialising a fan-out's
