@@ -509,16 +509,79 @@ public class DeliveryStore {
     }
 
     /**
-     * Inbox item ids for users a job shows a notification live before their chunks are stored, with the
-     * time the items carry: those the job reserved before (a job taken over from another node) and new
-     * ones drawn for the rest, kept on the job. Empty when the claim is no longer this node's.
+     * Records on the job the users it shows a notification live before their chunks are stored, and
+     * draws an inbox item id for each of them in {@code withItem} (the others are shown the notification
+     * without an item), renewing the job's lease until {@code leaseUntil}. Users a node showed it to
+     * before (a job taken over) keep what they were shown, ids and time. Answers the ids of
+     * {@code users} and the time their items carry; empty when the claim is no longer this node's.
      */
-    public java.util.Optional<LiveReservation> reserveLive(Job job, List<String> users, Instant now) {
-        record Kept(List<String> users, List<Long> items, Instant at) {
+    public java.util.Optional<LiveReservation> reserveLive(Job job, List<String> users, java.util.Set<String> withItem,
+                                                           Instant now, Instant leaseUntil) {
+        Kept kept = kept(job, true);
+        if (kept == null) {
+            return java.util.Optional.empty();
         }
-        Kept kept = jdbc.prepareStatement("SELECT live_users, live_items, live_at FROM jobs WHERE id = ? AND attempts = ? FOR UPDATE", ps -> {
+        Map<String, Long> ids = new LinkedHashMap<>(kept.ids());
+        List<String> missing = users.stream().filter(u -> !ids.containsKey(u)).toList();
+        List<String> drawFor = missing.stream().filter(withItem::contains).toList();
+        List<Long> drawn = drawFor.isEmpty() ? List.of()
+                : jdbc.prepareStatement("SELECT nextval('inbox_items_id_seq') FROM generate_series(1, ?)", ps -> {
+                    ps.setInt(1, drawFor.size());
+                    List<Long> out = new ArrayList<>(drawFor.size());
+                    try (ResultSet rs = ps.executeQuery()) {
+                        while (rs.next()) {
+                            out.add(rs.getLong(1));
+                        }
+                    }
+                    return out;
+                });
+        for (String user : missing) {
+            ids.put(user, null);
+        }
+        for (int i = 0; i < drawFor.size(); i++) {
+            ids.put(drawFor.get(i), drawn.get(i));
+        }
+        jdbc.prepareStatement("UPDATE jobs SET live_users = ?, live_items = ?, live_at = ?, run_at = ? WHERE id = ?", ps -> {
+            ps.setArray(1, ps.getConnection().createArrayOf("text", ids.keySet().toArray()));
+            ps.setArray(2, ps.getConnection().createArrayOf("bigint", ids.values().toArray()));
+            ps.setTimestamp(3, Timestamp.from(kept.at() == null ? now : kept.at()));
+            ps.setTimestamp(4, Timestamp.from(leaseUntil));
+            ps.setLong(5, job.id());
+            return ps.executeUpdate();
+        });
+        Map<String, Long> mine = new HashMap<>();
+        users.stream().filter(u -> ids.get(u) != null).forEach(u -> mine.put(u, ids.get(u)));
+        return java.util.Optional.of(new LiveReservation(mine, kept.at() == null ? now : kept.at()));
+    }
+
+    /**
+     * The inbox item ids a node reserved on the job before (it was taken over), per user, and their
+     * time; empty (time null) when it reserved none.
+     */
+    public LiveReservation keptLive(Job job) {
+        Kept kept = kept(job, false);
+        Map<String, Long> ids = new HashMap<>();
+        if (kept != null) {
+            kept.ids().forEach((user, id) -> {
+                if (id != null) {
+                    ids.put(user, id);
+                }
+            });
+        }
+        return new LiveReservation(ids, kept == null ? null : kept.at());
+    }
+
+    private record Kept(Map<String, Long> ids, Instant at) {
+    }
+
+    /** The job's reservation (locked, while the claim holds, when {@code lock}); null without the job or claim. */
+    private Kept kept(Job job, boolean lock) {
+        return jdbc.prepareStatement("SELECT live_users, live_items, live_at FROM jobs WHERE id = ?"
+                + (lock ? " AND attempts = ? FOR UPDATE" : ""), ps -> {
             ps.setLong(1, job.id());
-            ps.setInt(2, job.claim());
+            if (lock) {
+                ps.setInt(2, job.claim());
+            }
             try (ResultSet rs = ps.executeQuery()) {
                 if (!rs.next()) {
                     return null;
@@ -526,46 +589,20 @@ public class DeliveryStore {
                 java.sql.Array u = rs.getArray(1);
                 java.sql.Array i = rs.getArray(2);
                 Timestamp at = rs.getTimestamp(3);
-                return new Kept(u == null ? List.of() : List.of((String[]) u.getArray()),
-                        i == null ? List.of() : List.of((Long[]) i.getArray()), at == null ? now : at.toInstant());
-            }
-        });
-        if (kept == null) {
-            return java.util.Optional.empty();
-        }
-        Map<String, Long> ids = new java.util.LinkedHashMap<>();
-        for (int i = 0; i < kept.users().size(); i++) {
-            ids.put(kept.users().get(i), kept.items().get(i));
-        }
-        List<String> missing = users.stream().filter(u -> !ids.containsKey(u)).toList();
-        if (!missing.isEmpty()) {
-            List<Long> drawn = jdbc.prepareStatement("SELECT nextval('inbox_items_id_seq') FROM generate_series(1, ?)", ps -> {
-                ps.setInt(1, missing.size());
-                List<Long> out = new ArrayList<>(missing.size());
-                try (ResultSet rs = ps.executeQuery()) {
-                    while (rs.next()) {
-                        out.add(rs.getLong(1));
+                Map<String, Long> ids = new LinkedHashMap<>();
+                if (u != null && i != null) {
+                    String[] users = (String[]) u.getArray();
+                    Long[] items = (Long[]) i.getArray();
+                    for (int k = 0; k < users.length; k++) {
+                        ids.put(users[k], items[k]);
                     }
                 }
-                return out;
-            });
-            for (int i = 0; i < missing.size(); i++) {
-                ids.put(missing.get(i), drawn.get(i));
+                return new Kept(ids, at == null ? null : at.toInstant());
             }
-            jdbc.prepareStatement("UPDATE jobs SET live_users = ?, live_items = ?, live_at = ? WHERE id = ?", ps -> {
-                ps.setArray(1, ps.getConnection().createArrayOf("text", ids.keySet().toArray()));
-                ps.setArray(2, ps.getConnection().createArrayOf("bigint", ids.values().toArray()));
-                ps.setTimestamp(3, Timestamp.from(kept.at()));
-                ps.setLong(4, job.id());
-                return ps.executeUpdate();
-            });
-        }
-        Map<String, Long> mine = new HashMap<>();
-        users.forEach(u -> mine.put(u, ids.get(u)));
-        return java.util.Optional.of(new LiveReservation(mine, kept.at()));
+        });
     }
 
-    /** The inbox item ids a job reserved, per user, and the time their items carry. */
+    /** The inbox item ids a job reserved, per user, and the time their items carry (null: none reserved). */
     public record LiveReservation(Map<String, Long> itemIds, Instant at) {
     }
 

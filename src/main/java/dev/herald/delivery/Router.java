@@ -40,6 +40,8 @@ public class Router {
 
     /** Users routed per transaction. */
     static final int USER_CHUNK = 1_000;
+    /** Streams opened this long before a live-first event, or after it, get the item again once it is stored. */
+    static final Duration REOPENED_MARGIN = Duration.ofSeconds(5);
     /** Users reached live first per transaction and batch of events (see {@link #liveFirst}). */
     static final int LIVE_SLICE = 2_000;
     /** Devices routed per transaction. */
@@ -76,43 +78,49 @@ public class Router {
     }
 
     /**
-     * The users a job reached live before routing their chunks: each with the inbox item id their event
-     * showed (absent when the event carried no item), the time those items carry.
+     * The users a job reached live before routing their chunks (by this node, from {@code shownFrom}, epoch
+     * milliseconds), and the inbox item ids shown with the time those items carry: this node's and
+     * those a node that had the job before reserved.
      */
-    public record Early(Set<String> users, Map<String, Long> itemIds, Instant at) {
-        public static final Early NONE = new Early(Set.of(), Map.of(), Instant.EPOCH);
+    public record Early(Set<String> users, Map<String, Long> itemIds, Instant at, long shownFrom) {
+        public static final Early NONE = new Early(Set.of(), Map.of(), Instant.EPOCH, 0);
     }
 
     /**
      * Live first, for a job routing more users than one chunk: the users present now (on streams that
      * do not acknowledge) get the notification on their streams at once, instead of when their chunk
-     * commits (a 10,000-user job commits ten chunks one after another). Their inbox item ids are drawn
-     * and kept on the job first, so the chunk stores each item under the id its event showed, and a job
-     * taken over after a crash shows the same ids again (a client skips ids it has seen). Until a user's
-     * chunk commits, reading the item or a receipt for it answers 503 with {@code Retry-After}.
+     * commits (a 10,000-user job commits ten chunks one after another). The users shown, and the inbox
+     * item ids drawn for them, are kept on the job first, so the chunk stores each item under the id its
+     * event showed, and a job taken over after a crash keeps those ids (a client skips ids it has seen).
+     * Until a user's chunk commits, reading the item or a receipt for it answers 503 with
+     * {@code Retry-After}.
      */
     public Early liveFirst(DeliveryStore.Job job, String notificationId, String appId, NotificationRequest request,
-                           String cursor, Instant now) {
+                           String cursor, Instant now, Instant leaseUntil) {
         if (request.target().kind() != Target.Kind.USERS || !request.channels().contains(Channel.LIVE)) {
             return Early.NONE;
         }
+        // what a node that had the job before showed stays as shown, whoever is present now
+        DeliveryStore.LiveReservation before = transactions.executeRead(status -> store.keptLive(job));
+        Map<String, Long> itemIds = new java.util.HashMap<>(before.itemIds());
+        Instant itemsAt = before.at() == null ? Instant.EPOCH : before.at();
+        Early kept = new Early(Set.of(), itemIds, itemsAt, 0);
         List<String> users = nextIds(request.target().ids(), cursor, Integer.MAX_VALUE);
         if (users.size() <= USER_CHUNK) {
-            return Early.NONE;
+            return kept;
         }
         Map<String, LiveHub.Reach> reach = live.presence(users);
         List<String> present = users.stream().filter(u -> reach.get(u) == LiveHub.Reach.PRESENT).toList();
         if (present.isEmpty()) {
-            return Early.NONE;
+            return kept;
         }
         String category = request.category();
         // as PostgreSQL keeps it, so that the event and the stored item show the same time
         Instant at = now.truncatedTo(java.time.temporal.ChronoUnit.MICROS);
+        long shownFrom = now.toEpochMilli();
         record Plan(DeliveryStore.LiveReservation reserved, Map<String, String> locales) {
         }
         Set<String> shown = new java.util.HashSet<>();
-        Map<String, Long> itemIds = new java.util.HashMap<>();
-        Instant itemsAt = at;
         Map<String, LiveEvents.Spliced> itemJson = new java.util.HashMap<>();
         Map<String, String> contentJson = new java.util.HashMap<>();
         // a slice at a time, so that the server writes one slice's events while the next is planned
@@ -121,12 +129,12 @@ public class Router {
             // one transaction per slice, committed before its events go out
             Plan plan = transactions.executeWrite(status -> {
                 Map<String, Preferences> saved = preferences.findAll(slice);
-                List<String> toInbox = request.channels().contains(Channel.IN_APP)
-                        ? slice.stream().filter(u -> prefs(saved, u).allows(Channel.IN_APP, category)).toList() : List.of();
-                var kept = toInbox.isEmpty() ? java.util.Optional.of(new DeliveryStore.LiveReservation(Map.of(), at))
-                        : store.reserveLive(job, toInbox, at);
+                Set<String> withItem = request.channels().contains(Channel.IN_APP)
+                        ? slice.stream().filter(u -> prefs(saved, u).allows(Channel.IN_APP, category))
+                                .collect(java.util.stream.Collectors.toSet()) : Set.of();
                 // empty: the job is no longer this node's
-                return kept.map(reserved -> new Plan(reserved, locales(appId, slice, saved))).orElse(null);
+                return store.reserveLive(job, slice, withItem, at, leaseUntil)
+                        .map(reserved -> new Plan(reserved, locales(appId, slice, saved))).orElse(null);
             });
             if (plan == null) {
                 break;
@@ -146,21 +154,21 @@ public class Router {
                             LiveEvents.spliced(new InboxItemView(LiveEvents.SLOT, notificationId, appId, category,
                                     request.type(), request.title() == null ? null : request.title().forLocale(l),
                                     request.body() == null ? null : request.body().forLocale(l), request.link(),
-                                    request.data(), null, shownAt))).with(id)));
+                                    request.data(), null, shownAt))).with(id), 0));
                 } else {
                     events.add(new LiveHub.Outgoing(user, "notification", null, contentJson.computeIfAbsent(locale, l ->
-                            LiveEvents.json(content(notificationId, appId, request, l)))));
+                            LiveEvents.json(content(notificationId, appId, request, l))), 0));
                 }
             }
             live.publishAll(events);
             shown.addAll(slice);
         }
         if (shown.isEmpty()) {
-            return Early.NONE;
+            return kept;
         }
         // the writes first: storing the chunks would take the CPU they wait for
         live.awaitWritten(Duration.ofSeconds(1));
-        return new Early(shown, itemIds, itemsAt);
+        return new Early(shown, itemIds, itemsAt, shownFrom);
     }
 
     /** Routes the whole target at once (small targets, while accepting); answers the pushes leased. */
@@ -252,7 +260,9 @@ public class Router {
                         here ? (waitsForAck ? DeliveryStore.AWAITING_ACK : null) : "away"));
             }
             if (!reached.isEmpty()) {
-                publishAfterCommit(notificationId, appId, request, reached, early.users(), stored, saved);
+                // a stream opened around the live-first events (the nodes' clocks may differ a little) gets it again
+                publishAfterCommit(notificationId, appId, request, reached, early.users(),
+                        early.shownFrom() - REOPENED_MARGIN.toMillis(), stored, saved);
             }
         }
         List<DeliveryStore.ClaimedPush> leased = List.of();
@@ -311,21 +321,22 @@ public class Router {
      * unread count.
      */
     private void publishAfterCommit(String notificationId, String appId, NotificationRequest request, List<String> reached,
-                                    Set<String> reachedEarly, Map<String, InboxStore.Item> stored, Map<String, Preferences> saved) {
+                                    Set<String> reachedEarly, long reopenedFrom, Map<String, InboxStore.Item> stored,
+                                    Map<String, Preferences> saved) {
         Map<String, Long> unread = stored.isEmpty() ? Map.of() : inbox.unreadCounts(reached);
         List<LiveHub.Outgoing> events = new ArrayList<>();
         for (String user : reached) {
             InboxStore.Item item = stored.get(user);
             boolean shown = reachedEarly.contains(user);
             if (item != null) {
-                if (!shown) {
-                    InboxItemView view = InboxItemView.of(item);
-                    events.add(new LiveHub.Outgoing(user, "notification", view.id(), LiveEvents.json(view)));
-                }
-                events.add(new LiveHub.Outgoing(user, "unread", null, "{\"unread\":" + unread.getOrDefault(user, 0L) + "}"));
+                // shown live first: again only on streams opened since (their replay could not have it yet)
+                InboxItemView view = InboxItemView.of(item);
+                events.add(new LiveHub.Outgoing(user, "notification", view.id(), LiveEvents.json(view),
+                        shown ? reopenedFrom : 0));
+                events.add(new LiveHub.Outgoing(user, "unread", null, "{\"unread\":" + unread.getOrDefault(user, 0L) + "}", 0));
             } else if (!shown) {
                 events.add(new LiveHub.Outgoing(user, "notification", null,
-                        LiveEvents.json(content(notificationId, appId, request, prefs(saved, user).locale()))));
+                        LiveEvents.json(content(notificationId, appId, request, prefs(saved, user).locale())), 0));
             }
         }
         AfterCommit.run(transactions, () -> live.publishAll(events));

@@ -138,11 +138,16 @@ class InboxController {
         Caller.User user = Caller.of(authentication).requireUser();
         checkInstallation(installationId);
         long itemId = InboxItemView.parseId(id);
-        String app = itemId < 0 ? null : change.apply(user.userId(), itemId);
-        if (app == null) {
-            if (itemId > 0 && deliveries.shownNotStored(user.userId(), itemId)) {
+        String found = itemId < 0 ? null : change.apply(user.userId(), itemId);
+        if (found == null && itemId > 0) {
+            if (deliveries.shownNotStored(user.userId(), itemId)) {
                 throw ApiException.notStoredYet("This inbox item");
             }
+            // its chunk may have been stored in between
+            found = change.apply(user.userId(), itemId);
+        }
+        String app = found;
+        if (app == null) {
             throw ApiException.notFound("Inbox item");
         }
         AfterCommit.run(transactions, () -> sync.changed(user.userId(), List.of(app), installationId));

@@ -72,15 +72,17 @@ public class LiveHub implements AutoCloseable {
     private static final io.lettuce.core.SetArgs SEEN_TTL = io.lettuce.core.SetArgs.Builder.ex(Duration.ofDays(30));
 
     /** One open stream of a user on this node. */
-    record Stream(String id, String userId, Sinks.Many<Event<String>> sink) {
+    record Stream(String id, String userId, Sinks.Many<Event<String>> sink, long openedAt) {
     }
 
     private final io.micronaut.context.BeanProvider<io.micronaut.http.netty.channel.EventLoopGroupRegistry> eventLoops;
 
     LiveHub(dev.herald.redis.Redis client, JsonBodies bodies, Clock clock,
             @Value("${herald.stream.ping:30s}") Duration ping,
-            io.micronaut.context.BeanProvider<io.micronaut.http.netty.channel.EventLoopGroupRegistry> eventLoops) {
+            io.micronaut.context.BeanProvider<io.micronaut.http.netty.channel.EventLoopGroupRegistry> eventLoops,
+            @Value("${herald.live.broadcast-from:100}") int broadcastFrom) {
         this.eventLoops = eventLoops;
+        this.broadcastFrom = broadcastFrom;
         this.redis = client.async();
         this.mapper = bodies.mapper();
         this.clock = clock;
@@ -109,7 +111,8 @@ public class LiveHub implements AutoCloseable {
         // one subscriber per stream: a unicast sink, whose queue starts at 8 slots (Reactor's default is
         // 256, about 1 KB per idle stream) and grows only while the client is slow
         Stream stream = new Stream(node + "/" + streamIds.incrementAndGet() + (ack ? ACK_SUFFIX : ""), userId,
-                Sinks.many().unicast().onBackpressureBuffer(reactor.util.concurrent.Queues.<Event<String>>unbounded(8).get()));
+                Sinks.many().unicast().onBackpressureBuffer(reactor.util.concurrent.Queues.<Event<String>>unbounded(8).get()),
+                clock.millis());
         streams.compute(userId, (u, mine) -> {
             Set<Stream> set = mine == null ? ConcurrentHashMap.newKeySet() : mine;
             set.add(stream);
@@ -204,7 +207,12 @@ public class LiveHub implements AutoCloseable {
      * Redis. {@code id} may be null (the event then leaves the client's Last-Event-ID as it was).
      */
     public void publish(String userId, String name, String id, String json) {
-        deliver(userId, name, id, json);
+        publish(new Outgoing(userId, name, id, json, 0));
+    }
+
+    private void publish(Outgoing e) {
+        String userId = e.userId();
+        deliver(e);
         long now = clock.millis();
         guard(() -> redis.zrangebyscore(key(userId), Range.create(now, Double.POSITIVE_INFINITY)).thenAccept(members -> {
             Set<String> nodes = new HashSet<>();
@@ -215,11 +223,7 @@ public class LiveHub implements AutoCloseable {
                 }
             }
             if (!nodes.isEmpty()) {
-                ObjectNode message = mapper.createObjectNode().put("userId", userId).put("name", name).put("data", json);
-                if (id != null) {
-                    message.put("id", id);
-                }
-                String text = message.toString();
+                String text = relayMessage(mapper.createObjectNode(), e).toString();
                 nodes.forEach(n -> redis.publish(channel(n), text));
             }
         }));
@@ -227,42 +231,60 @@ public class LiveHub implements AutoCloseable {
 
 
 
-    /** A live event for one user. {@code id} may be null, as for {@link #publish}. */
-    public record Outgoing(String userId, String name, String id, String json) {
+    /**
+     * A live event for one user. {@code id} may be null, as for {@link #publish}; {@code openedFrom}
+     * (epoch milliseconds) limits it to the streams opened then or later (0: every stream).
+     */
+    public record Outgoing(String userId, String name, String id, String json, long openedFrom) {
+    }
+
+    private static ObjectNode relayMessage(ObjectNode message, Outgoing e) {
+        message.put("userId", e.userId()).put("name", e.name()).put("data", e.json());
+        if (e.id() != null) {
+            message.put("id", e.id());
+        }
+        if (e.openedFrom() > 0) {
+            message.put("from", e.openedFrom());
+        }
+        return message;
+    }
+
+    private static Outgoing relayed(com.fasterxml.jackson.databind.JsonNode message) {
+        return new Outgoing(message.path("userId").asText(), message.path("name").asText(),
+                message.hasNonNull("id") ? message.get("id").asText() : null, message.path("data").asText(),
+                message.path("from").asLong(0));
     }
 
     /**
-     * Sends many users' events: this node's streams at once, and (from {@link #BROADCAST_FROM} events on)
+     * Sends many users' events: this node's streams at once, and (from {@link #broadcastFrom} events on)
      * every other node's through one Redis message per {@link #RELAY_SLICE} events on the channel all nodes
      * hear (each node passes on the events of users it holds streams for), instead of a look-up per user.
      */
     public void publishAll(List<Outgoing> events) {
-        if (events.size() < BROADCAST_FROM) {
+        if (events.size() < broadcastFrom) {
             // a few events: each to the nodes holding the user's streams, as Redis says
-            events.forEach(e -> publish(e.userId(), e.name(), e.id(), e.json()));
+            events.forEach(this::publish);
             return;
         }
-        for (Outgoing e : events) {
-            deliver(e.userId(), e.name(), e.id(), e.json());
-        }
+        events.forEach(this::deliver);
         if (!othersListening()) {
             return;
         }
         for (int from = 0; from < events.size(); from += RELAY_SLICE) {
             var slice = mapper.createArrayNode();
             for (Outgoing e : events.subList(from, Math.min(events.size(), from + RELAY_SLICE))) {
-                ObjectNode message = slice.addObject().put("userId", e.userId()).put("name", e.name()).put("data", e.json());
-                if (e.id() != null) {
-                    message.put("id", e.id());
-                }
+                relayMessage(slice.addObject(), e);
             }
             String text = node + "\n" + slice;
             guard(() -> redis.publish(BROADCAST, text));
         }
     }
 
-    /** From this many events on, {@link #publishAll} relays them to every node instead of looking up each user's. */
-    static final int BROADCAST_FROM = 100;
+    /**
+     * From this many events on ({@code herald.live.broadcast-from}, 100), {@link #publishAll} relays them to
+     * every node instead of looking up each user's.
+     */
+    private final int broadcastFrom;
     /** Events per message on {@link #BROADCAST}. */
     static final int RELAY_SLICE = 500;
     /** The channel every node subscribes to: {@code <origin node>\n<JSON array of events>}. */
@@ -318,10 +340,8 @@ public class LiveHub implements AutoCloseable {
         }
         try {
             for (var event : mapper.readTree(message.substring(newline + 1))) {
-                String userId = event.path("userId").asText();
-                if (streams.containsKey(userId)) {
-                    deliver(userId, event.path("name").asText(), event.hasNonNull("id") ? event.get("id").asText() : null,
-                            event.path("data").asText());
+                if (streams.containsKey(event.path("userId").asText())) {
+                    deliver(relayed(event));
                 }
             }
         } catch (Exception e) {
@@ -329,25 +349,25 @@ public class LiveHub implements AutoCloseable {
         }
     }
 
-    private void deliver(String userId, String name, String id, String json) {
-        Set<Stream> mine = streams.get(userId);
+    private void deliver(Outgoing e) {
+        Set<Stream> mine = streams.get(e.userId());
         if (mine == null) {
             return;
         }
-        Event<String> event = Event.of(json).name(name);
-        if (id != null) {
-            event = event.id(id);
+        Event<String> event = Event.of(e.json()).name(e.name());
+        if (e.id() != null) {
+            event = event.id(e.id());
         }
         for (Stream s : mine) {
-            emit(s, event);
+            if (s.openedAt() >= e.openedFrom()) {
+                emit(s, event);
+            }
         }
     }
 
     private void relayed(String message) {
         try {
-            var node = mapper.readTree(message);
-            deliver(node.path("userId").asText(), node.path("name").asText(), node.hasNonNull("id") ? node.get("id").asText() : null,
-                    node.path("data").asText());
+            deliver(relayed(mapper.readTree(message)));
         } catch (Exception e) {
             LOG.warn("A live event relayed through Redis could not be read: {}", e.toString());
         }

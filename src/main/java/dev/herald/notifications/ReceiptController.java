@@ -53,12 +53,16 @@ class ReceiptController {
         JsonNode node = bodies.validate(body, "receipt-request");
         String installationId = node.hasNonNull("installationId") ? node.get("installationId").asText() : null;
         String notificationId = node.get("notificationId").asText();
-        boolean known = deliveries.receipt(notificationId, user.userId(), installationId,
-                "opened".equals(node.get("event").asText()), clock.instant());
+        boolean opened = "opened".equals(node.get("event").asText());
+        boolean known = deliveries.receipt(notificationId, user.userId(), installationId, opened, clock.instant());
         if (!known) {
             if (deliveries.shownNotStored(notificationId, user.userId())) {
                 throw ApiException.notStoredYet("This notification");
             }
+            // its chunk may have been stored in between
+            known = deliveries.receipt(notificationId, user.userId(), installationId, opened, clock.instant());
+        }
+        if (!known) {
             throw ApiException.notFound("Notification");
         }
     }

@@ -90,8 +90,14 @@ class LiveFirstTest extends GatewayTest {
                 SseStream.Event event = entry.getValue().next("notification", DEADLINE);
                 assertThat(event.id()).startsWith("inb_").isEqualTo(event.json().path("id").asText());
                 assertThat(event.json().path("notificationId").asText()).isEqualTo(id);
-                // the unread count follows once the user's chunk is stored, and the notification is not shown twice
+                // the unread count follows once the user's chunk is stored; a stream opened just before (as
+                // these were) may be shown the stored item again, under the same id, which clients skip
                 SseStream.Event after = entry.getValue().nextNotPing(DEADLINE);
+                while (after.name().equals("notification")) {
+                    assertThat(after.id()).as("shown again only under the same id").isEqualTo(event.id());
+                    assertThat(after.json()).isEqualTo(event.json());
+                    after = entry.getValue().nextNotPing(DEADLINE);
+                }
                 assertThat(after.name()).as("after the notification: " + after).isEqualTo("unread");
                 assertThat(after.json().path("unread").asLong()).isEqualTo(1);
                 shown.put(entry.getKey(), event);
@@ -126,18 +132,18 @@ class LiveFirstTest extends GatewayTest {
     }
 
     @Test
-    void anItemShownButNotStoredYetAsksForARetryAndATakeOverShowsTheSameIds() {
+    void anItemShownButNotStoredYetAsksForARetryAndANodeTakingTheJobOverStoresItUnderTheIdShown() {
+        String alice = tenant.app() + "-alice";
+        String bob = tenant.app() + "-bob";
+        String carol = tenant.app() + "-carol";
         // a notification scheduled for later: its routing job waits, unclaimed
         Map<String, Object> body = new LinkedHashMap<>();
-        body.put("to", Map.of("users", List.of("a", "b")));
+        body.put("to", Map.of("users", List.of(alice, bob, carol)));
         body.put("title", "Later");
         body.put("sendAt", Instant.now().plus(Duration.ofHours(1)).toString());
         Api.Response accepted = api.post("/v1/notifications", tenant.key(), body);
         assertThat(accepted.status()).as(accepted.toString()).isEqualTo(202);
         String id = accepted.json().path("id").asText();
-        String alice = tenant.app() + "-alice";
-        String bob = tenant.app() + "-bob";
-        String carol = tenant.app() + "-carol";
 
         long[] job = transactions.executeRead(status -> jdbc.prepareStatement(
                 "SELECT id, attempts FROM jobs WHERE notification_id = ?", ps -> {
@@ -147,51 +153,72 @@ class LiveFirstTest extends GatewayTest {
                         return new long[] {rs.getLong(1), rs.getLong(2)};
                     }
                 }));
+        // a node shows it live to alice (with an inbox item) and bob (without: his preferences say no inbox)
         DeliveryStore.Job first = new DeliveryStore.Job(job[0], id, "", (int) job[1]);
         Instant at = Instant.parse("2026-11-30T12:00:00.123456Z");
+        Instant lease = Instant.now().plus(Duration.ofHours(2));
         DeliveryStore.LiveReservation reserved = transactions.executeWrite(status ->
-                deliveries.reserveLive(first, List.of(alice, bob), at)).orElseThrow();
+                deliveries.reserveLive(first, List.of(alice, bob), java.util.Set.of(alice), at, lease)).orElseThrow();
+        assertThat(reserved.itemIds()).containsOnlyKeys(alice);
         long aliceItem = reserved.itemIds().get(alice);
         assertThat(reserved.at()).isEqualTo(at);
 
         // shown live, not stored: a read, a delete and a receipt ask to try again in a second
         String aliceToken = fixtures.userToken(tenant.key(), alice);
+        String bobToken = fixtures.userToken(tenant.key(), bob);
         for (Api.Response r : List.of(api.post("/v1/inbox/inb_" + aliceItem + "/read", aliceToken, Map.of()),
                 api.delete("/v1/inbox/inb_" + aliceItem, aliceToken),
-                api.post("/v1/receipts", aliceToken, Map.of("notificationId", id, "event", "opened")))) {
+                api.post("/v1/receipts", aliceToken, Map.of("notificationId", id, "event", "opened")),
+                api.post("/v1/receipts", bobToken, Map.of("notificationId", id, "event", "received")))) {
             assertThat(r.status()).as(r.toString()).isEqualTo(503);
             assertThat(r.headers().firstValue("Retry-After")).hasValue("1");
             assertThat(r.contentType()).startsWith("application/problem+json");
         }
         // another user's item id is not theirs to ask about
-        String bobToken = fixtures.userToken(tenant.key(), bob);
         assertThat(api.post("/v1/inbox/inb_" + aliceItem + "/read", bobToken, Map.of()).status()).isEqualTo(404);
         // once the job's cursor is past the user, their chunk is stored: an item not there is gone
-        String past = alice.compareTo(bob) > 0 ? alice : bob;
-        boolean advanced = transactions.executeWrite(status ->
-                deliveries.advanceJob(first, past, Instant.now().plus(Duration.ofHours(2))));
+        boolean advanced = transactions.executeWrite(status -> deliveries.advanceJob(first, alice, lease));
         assertThat(advanced).isTrue();
         assertThat(api.post("/v1/inbox/inb_" + aliceItem + "/read", aliceToken, Map.of()).status()).isEqualTo(404);
+        assertThat(api.post("/v1/receipts", bobToken, Map.of("notificationId", id, "event", "received")).status())
+                .isEqualTo(503);
 
-        // another node takes the job over: the users shown before keep their ids and time, new ones get new ids
-        transactions.executeWrite(status -> jdbc.prepareStatement("UPDATE jobs SET attempts = attempts + 1 WHERE id = ?", ps -> {
+        // the node dies before storing anything; another takes the job over: those shown keep what they saw
+        transactions.executeWrite(status -> jdbc.prepareStatement(
+                "UPDATE jobs SET attempts = attempts + 1, cursor = '' WHERE id = ?", ps -> {
             ps.setLong(1, first.id());
             return ps.executeUpdate();
         }));
-        DeliveryStore.Job takenOver = new DeliveryStore.Job(first.id(), id, past, first.claim() + 1);
-        DeliveryStore.LiveReservation again = transactions.executeWrite(status ->
-                deliveries.reserveLive(takenOver, List.of(bob, carol), Instant.now())).orElseThrow();
-        assertThat(again.itemIds().get(bob)).isEqualTo(reserved.itemIds().get(bob));
-        assertThat(again.itemIds().get(carol)).isNotIn(reserved.itemIds().values());
+        DeliveryStore.Job takenOver = new DeliveryStore.Job(first.id(), id, "", first.claim() + 1);
+        DeliveryStore.LiveReservation again = transactions.executeWrite(status -> deliveries.reserveLive(takenOver,
+                List.of(alice, bob, carol), java.util.Set.of(alice, bob, carol), Instant.now(), lease)).orElseThrow();
+        assertThat(again.itemIds().get(alice)).isEqualTo(aliceItem);
+        assertThat(again.itemIds()).as("bob was shown no item").doesNotContainKey(bob);
+        long carolItem = again.itemIds().get(carol);
         assertThat(again.at()).isEqualTo(at);
         // the node that lost the job reserves nothing
         java.util.Optional<DeliveryStore.LiveReservation> lost = transactions.executeWrite(status ->
-                deliveries.reserveLive(first, List.of(carol), Instant.now()));
+                deliveries.reserveLive(first, List.of(carol), java.util.Set.of(carol), Instant.now(), lease));
         assertThat(lost).isEmpty();
 
-        // cancelled: the job is gone, and so is the answer to retry
-        assertThat(api.delete("/v1/notifications/" + id, tenant.key()).status()).isEqualTo(204);
-        assertThat(api.post("/v1/receipts", fixtures.userToken(tenant.key(), carol),
-                Map.of("notificationId", id, "event", "opened")).status()).isEqualTo(404);
+        // the job comes due and this node's router routes it (three users: one chunk, no live first of its
+        // own): each item shown is stored under its id and with its time
+        transactions.executeWrite(status -> jdbc.prepareStatement("UPDATE jobs SET run_at = now() WHERE id = ?", ps -> {
+            ps.setLong(1, first.id());
+            return ps.executeUpdate();
+        }));
+        await().atMost(DEADLINE).untilAsserted(() -> assertThat(api.get("/v1/notifications/" + id, tenant.key())
+                .json().path("status").asText()).isEqualTo("done"));
+        JsonNode aliceInbox = api.get("/v1/inbox", aliceToken).json().path("items").get(0);
+        assertThat(aliceInbox.path("id").asText()).isEqualTo("inb_" + aliceItem);
+        assertThat(Instant.parse(aliceInbox.path("createdAt").asText())).isEqualTo(at);
+        JsonNode carolInbox = api.get("/v1/inbox", fixtures.userToken(tenant.key(), carol)).json().path("items").get(0);
+        assertThat(carolInbox.path("id").asText()).isEqualTo("inb_" + carolItem);
+        JsonNode bobInbox = api.get("/v1/inbox", bobToken).json().path("items").get(0);
+        assertThat(bobInbox.path("id").asText()).isNotIn("inb_" + aliceItem, "inb_" + carolItem);
+        // stored: receipts and reads are answered as ever
+        assertThat(api.post("/v1/receipts", bobToken, Map.of("notificationId", id, "event", "received")).status())
+                .isEqualTo(204);
+        assertThat(api.post("/v1/inbox/inb_" + aliceItem + "/read", aliceToken, Map.of()).status()).isEqualTo(204);
     }
 }

@@ -25,7 +25,10 @@ class TwoNodeLiveIT {
 
     @Test
     void aLiveEventReachesTheNodeThatHoldsTheStream() throws Exception {
-        Map<String, String> env = HeraldProcess.sharedEnvironment("two-nodes-live");
+        Map<String, String> env = new java.util.HashMap<>(HeraldProcess.sharedEnvironment("two-nodes-live"));
+        // two or more events at once go to every node over the broadcast channel (100 by default); one alone
+        // goes to the node Redis says holds the stream
+        env.put("HERALD_LIVE_BROADCAST_FROM", "2");
 
         try (HeraldProcess a = HeraldProcess.start("live-a", env); HeraldProcess b = HeraldProcess.start("live-b", env)) {
             a.awaitHealthy(Duration.ofSeconds(30));
@@ -54,7 +57,8 @@ class TwoNodeLiveIT {
                     !a.api().get("/v1/users/" + user + "/presence", key).json().path("present").asBoolean());
 
             // a notification to more users than one routing chunk: its live events for the users present
-            // go to every node in batches; each node passes on those of the users it holds
+            // (two, one on each node) go to every node over the broadcast channel; each node passes on those
+            // of the users it holds
             List<String> many = new java.util.ArrayList<>();
             for (int i = 0; i < 1_200; i++) {
                 many.add(String.format("%s-many-%04d", app, i));
@@ -74,7 +78,13 @@ class TwoNodeLiveIT {
                     assertThat(event.json().path("title").asText()).isEqualTo("To many");
                     assertThat(event.json().path("notificationId").asText()).isEqualTo(fanOut.json().path("id").asText());
                     assertThat(event.id()).startsWith("inb_");
-                    assertThat(stream.nextNotPing(DEADLINE).name()).as("each event once, then the unread count").isEqualTo("unread");
+                    // then the unread count, once stored (a stream opened just before may see the item again, same id)
+                    SseStream.Event after = stream.nextNotPing(DEADLINE);
+                    while (after.name().equals("notification")) {
+                        assertThat(after.id()).isEqualTo(event.id());
+                        after = stream.nextNotPing(DEADLINE);
+                    }
+                    assertThat(after.name()).isEqualTo("unread");
                 }
             }
 
