@@ -555,10 +555,10 @@ public class DeliveryStore {
     }
 
     /**
-     * The inbox item ids a node reserved on the job before (it was taken over), per user, and their
-     * time; empty (time null) when it reserved none.
+     * What a node that had the job before (it was taken over) showed live: the users, the inbox item ids
+     * reserved for some of them, and the time; empty (time null) when it showed nothing.
      */
-    public LiveReservation keptLive(Job job) {
+    public KeptLive keptLive(Job job) {
         Kept kept = kept(job, false);
         Map<String, Long> ids = new HashMap<>();
         if (kept != null) {
@@ -568,7 +568,12 @@ public class DeliveryStore {
                 }
             });
         }
-        return new LiveReservation(ids, kept == null ? null : kept.at());
+        return new KeptLive(kept == null ? java.util.Set.of() : java.util.Set.copyOf(kept.ids().keySet()), ids,
+                kept == null ? null : kept.at());
+    }
+
+    /** See {@link #keptLive}. */
+    public record KeptLive(java.util.Set<String> users, Map<String, Long> itemIds, Instant at) {
     }
 
     private record Kept(Map<String, Long> ids, Instant at) {

@@ -109,7 +109,7 @@ class RouteWorker implements AutoCloseable {
         }
         String cursor = job.cursor();
         Router.Early early = router.liveFirst(job, notification.id(), notification.appId(), notification.request(),
-                cursor, clock.instant(), clock.instant().plus(LEASE));
+                cursor, clock.instant(), () -> clock.instant().plus(LEASE));
         while (running) {
             String from = cursor;
             Router.Step step = transactions.executeWrite(status -> {

@@ -78,9 +78,9 @@ public class Router {
     }
 
     /**
-     * The users a job reached live before routing their chunks (by this node, from {@code shownFrom}, epoch
-     * milliseconds), and the inbox item ids shown with the time those items carry: this node's and
-     * those a node that had the job before reserved.
+     * The users a job reached live before routing their chunks (this node, or a node that had the job
+     * before, from {@code shownFrom}, epoch milliseconds), and the inbox item ids shown with the time
+     * those items carry.
      */
     public record Early(Set<String> users, Map<String, Long> itemIds, Instant at, long shownFrom) {
         public static final Early NONE = new Early(Set.of(), Map.of(), Instant.EPOCH, 0);
@@ -96,31 +96,32 @@ public class Router {
      * {@code Retry-After}.
      */
     public Early liveFirst(DeliveryStore.Job job, String notificationId, String appId, NotificationRequest request,
-                           String cursor, Instant now, Instant leaseUntil) {
+                           String cursor, Instant now, java.util.function.Supplier<Instant> leaseUntil) {
         if (request.target().kind() != Target.Kind.USERS || !request.channels().contains(Channel.LIVE)) {
             return Early.NONE;
         }
         // what a node that had the job before showed stays as shown, whoever is present now
-        DeliveryStore.LiveReservation before = transactions.executeRead(status -> store.keptLive(job));
+        DeliveryStore.KeptLive before = transactions.executeRead(status -> store.keptLive(job));
         Map<String, Long> itemIds = new java.util.HashMap<>(before.itemIds());
         Instant itemsAt = before.at() == null ? Instant.EPOCH : before.at();
-        Early kept = new Early(Set.of(), itemIds, itemsAt, 0);
+        long shownFrom = before.at() == null ? now.toEpochMilli() : before.at().toEpochMilli();
+        Early kept = new Early(before.users(), itemIds, itemsAt, shownFrom);
         List<String> users = nextIds(request.target().ids(), cursor, Integer.MAX_VALUE);
         if (users.size() <= USER_CHUNK) {
             return kept;
         }
         Map<String, LiveHub.Reach> reach = live.presence(users);
-        List<String> present = users.stream().filter(u -> reach.get(u) == LiveHub.Reach.PRESENT).toList();
+        List<String> present = users.stream()
+                .filter(u -> reach.get(u) == LiveHub.Reach.PRESENT && !before.users().contains(u)).toList();
         if (present.isEmpty()) {
             return kept;
         }
         String category = request.category();
         // as PostgreSQL keeps it, so that the event and the stored item show the same time
         Instant at = now.truncatedTo(java.time.temporal.ChronoUnit.MICROS);
-        long shownFrom = now.toEpochMilli();
         record Plan(DeliveryStore.LiveReservation reserved, Map<String, String> locales) {
         }
-        Set<String> shown = new java.util.HashSet<>();
+        Set<String> shown = new java.util.HashSet<>(before.users());
         Map<String, LiveEvents.Spliced> itemJson = new java.util.HashMap<>();
         Map<String, String> contentJson = new java.util.HashMap<>();
         // a slice at a time, so that the server writes one slice's events while the next is planned
@@ -133,7 +134,7 @@ public class Router {
                         ? slice.stream().filter(u -> prefs(saved, u).allows(Channel.IN_APP, category))
                                 .collect(java.util.stream.Collectors.toSet()) : Set.of();
                 // empty: the job is no longer this node's
-                return store.reserveLive(job, slice, withItem, at, leaseUntil)
+                return store.reserveLive(job, slice, withItem, at, leaseUntil.get())
                         .map(reserved -> new Plan(reserved, locales(appId, slice, saved))).orElse(null);
             });
             if (plan == null) {
@@ -163,7 +164,7 @@ public class Router {
             live.publishAll(events);
             shown.addAll(slice);
         }
-        if (shown.isEmpty()) {
+        if (shown.size() == before.users().size()) {
             return kept;
         }
         // the writes first: storing the chunks would take the CPU they wait for
@@ -334,9 +335,10 @@ public class Router {
                 events.add(new LiveHub.Outgoing(user, "notification", view.id(), LiveEvents.json(view),
                         shown ? reopenedFrom : 0));
                 events.add(new LiveHub.Outgoing(user, "unread", null, "{\"unread\":" + unread.getOrDefault(user, 0L) + "}", 0));
-            } else if (!shown) {
+            } else {
                 events.add(new LiveHub.Outgoing(user, "notification", null,
-                        LiveEvents.json(content(notificationId, appId, request, prefs(saved, user).locale())), 0));
+                        LiveEvents.json(content(notificationId, appId, request, prefs(saved, user).locale())),
+                        shown ? reopenedFrom : 0));
             }
         }
         AfterCommit.run(transactions, () -> live.publishAll(events));

@@ -214,6 +214,10 @@ class LiveFirstTest extends GatewayTest {
         assertThat(Instant.parse(aliceInbox.path("createdAt").asText())).isEqualTo(at);
         JsonNode carolInbox = api.get("/v1/inbox", fixtures.userToken(tenant.key(), carol)).json().path("items").get(0);
         assertThat(carolInbox.path("id").asText()).isEqualTo("inb_" + carolItem);
+        assertThat(Instant.parse(carolInbox.path("createdAt").asText())).isEqualTo(at);
+        // those shown before count as reached live, whoever is present now: no push instead
+        assertThat(deliveries.userSteps(id, alice)).containsEntry("live:sent", 1L);
+        assertThat(deliveries.userSteps(id, bob)).containsEntry("live:sent", 1L);
         JsonNode bobInbox = api.get("/v1/inbox", bobToken).json().path("items").get(0);
         assertThat(bobInbox.path("id").asText()).isNotIn("inb_" + aliceItem, "inb_" + carolItem);
         // stored: receipts and reads are answered as ever
