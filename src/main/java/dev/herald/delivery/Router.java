@@ -153,8 +153,8 @@ public class Router {
                     String id = InboxItemView.PREFIX + itemId;
                     events.add(new LiveHub.Outgoing(user, "notification", id, itemJson.computeIfAbsent(locale, l ->
                             LiveEvents.spliced(new InboxItemView(LiveEvents.SLOT, notificationId, appId, category,
-                                    request.type(), request.title() == null ? null : request.title().forLocale(l),
-                                    request.body() == null ? null : request.body().forLocale(l), request.link(),
+                                    request.type(), inLocale(request.title(), l),
+                                    inLocale(request.body(), l), request.link(),
                                     request.data(), null, shownAt))).with(id), 0));
                 } else {
                     events.add(new LiveHub.Outgoing(user, "notification", null, contentJson.computeIfAbsent(locale, l ->
@@ -241,8 +241,8 @@ public class Router {
                 String locale = locales.get(user);
                 Long id = early.itemIds().get(user);
                 items.add(new InboxStore.NewItem(user, appId, notificationId, category, request.type(),
-                        request.title() == null ? null : request.title().forLocale(locale),
-                        request.body() == null ? null : request.body().forLocale(locale), request.link(), request.data(),
+                        inLocale(request.title(), locale),
+                        inLocale(request.body(), locale), request.link(), request.data(),
                         id, id == null ? null : early.at()));
             }
             inbox.insert(items, now).forEach(item -> stored.put(item.userId(), item));
@@ -351,8 +351,8 @@ public class Router {
         content.put("app", appId);
         content.put("category", request.category());
         content.put("type", request.type());
-        content.put("title", request.title() == null ? null : request.title().forLocale(locale));
-        content.put("body", request.body() == null ? null : request.body().forLocale(locale));
+        content.put("title", inLocale(request.title(), locale));
+        content.put("body", inLocale(request.body(), locale));
         content.put("link", request.link());
         content.put("data", request.data());
         return content;
@@ -368,6 +368,11 @@ public class Router {
                     : deviceLocales.getOrDefault(user, Preferences.DEFAULT_LOCALE));
         }
         return locales;
+    }
+
+    /** The text for a user of {@code locale} ({@link dev.herald.notifications.LocalizedText#forLocale}); none stays null. */
+    private static String inLocale(@io.micronaut.core.annotation.Nullable dev.herald.notifications.LocalizedText text, String locale) {
+        return text == null ? null : text.forLocale(locale);
     }
 
     private static Preferences prefs(Map<String, Preferences> saved, String user) {

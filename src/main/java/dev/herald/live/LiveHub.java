@@ -76,6 +76,11 @@ public class LiveHub implements AutoCloseable {
     }
 
     private final io.micronaut.context.BeanProvider<io.micronaut.http.netty.channel.EventLoopGroupRegistry> eventLoops;
+    /**
+     * From this many events on ({@code herald.live.broadcast-from}, 100), {@link #publishAll} relays them to
+     * every node instead of looking up each user's.
+     */
+    private final int broadcastFrom;
 
     LiveHub(dev.herald.redis.Redis client, JsonBodies bodies, Clock clock,
             @Value("${herald.stream.ping:30s}") Duration ping,
@@ -229,8 +234,6 @@ public class LiveHub implements AutoCloseable {
         }));
     }
 
-
-
     /**
      * A live event for one user. {@code id} may be null, as for {@link #publish}; {@code openedFrom}
      * (epoch milliseconds) limits it to the streams opened then or later (0: every stream).
@@ -280,11 +283,6 @@ public class LiveHub implements AutoCloseable {
         }
     }
 
-    /**
-     * From this many events on ({@code herald.live.broadcast-from}, 100), {@link #publishAll} relays them to
-     * every node instead of looking up each user's.
-     */
-    private final int broadcastFrom;
     /** Events per message on {@link #BROADCAST}. */
     static final int RELAY_SLICE = 500;
     /** The channel every node subscribes to: {@code <origin node>\n<JSON array of events>}. */
