@@ -25,7 +25,7 @@ import java.util.Date;
  * are not remembered.
  */
 @Singleton
-final class VerifiedTokenCache implements TokenValidator<HttpRequest<?>> {
+public final class VerifiedTokenCache implements TokenValidator<HttpRequest<?>> {
 
     static final Duration REMEMBER = Duration.ofMinutes(5);
 

@@ -29,7 +29,7 @@ import java.util.Map;
  */
 @Filter(Filter.MATCH_ALL_PATTERN)
 @Requires(property = "herald.limits.enabled", notEquals = "false")
-class RateLimitFilter implements HttpServerFilter {
+public class RateLimitFilter implements HttpServerFilter {
 
     private final RateLimiter limiter;
     private final double keyPerSecond;
@@ -47,6 +47,14 @@ class RateLimitFilter implements HttpServerFilter {
         this.keyBurst = keyBurst;
         this.userPerSecond = userPerSecond;
         this.userBurst = userBurst;
+    }
+
+    /**
+     * Takes one request from the user's bucket, for requests served outside Micronaut's filters (live
+     * streams written straight to their connection): false when the user is over their limit.
+     */
+    public java.util.concurrent.CompletionStage<Boolean> admitsUser(String userId) {
+        return limiter.take("user:" + userId, userPerSecond, userBurst).thenApply(RateLimiter.Decision::taken);
     }
 
     @Override

@@ -56,7 +56,8 @@ public class LiveHub implements AutoCloseable {
     private static final Duration REDIS_WAIT = Duration.ofMillis(500);
 
     private final String node = UUID.randomUUID().toString().substring(0, 12);
-    private final Map<String, Set<Stream>> streams = new ConcurrentHashMap<>();
+    /** Each user's streams on this node (an array, replaced on each change: most users hold one). */
+    private final Map<String, Stream[]> streams = new ConcurrentHashMap<>();
     private final AtomicLong streamIds = new AtomicLong();
     private final io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands<String, String> redis;
     private final dev.herald.redis.Redis client;
@@ -72,7 +73,93 @@ public class LiveHub implements AutoCloseable {
     private static final io.lettuce.core.SetArgs SEEN_TTL = io.lettuce.core.SetArgs.Builder.ex(Duration.ofDays(30));
 
     /** One open stream of a user on this node. */
-    record Stream(String id, String userId, Sinks.Many<Event<String>> sink, long openedAt) {
+    record Stream(String id, String userId, Outlet outlet, long openedAt) {
+    }
+
+    /**
+     * Where a stream's events go: its connection ({@link StreamChannels}), or a Reactor sink that
+     * Micronaut writes from ({@link #open}).
+     */
+    interface Outlet {
+        /** The event loop {@link #sendHere} must run on; null when {@link #send} may be called from any thread. */
+        java.util.concurrent.Executor loop();
+
+        /** Sends one event, from any thread. */
+        void send(SseEvent event);
+
+        /** Sends one event, on {@link #loop()}. */
+        void sendHere(SseEvent event);
+
+        /** Sends {@code last} and ends the stream. */
+        void end(SseEvent last);
+    }
+
+    /** A stream that Micronaut serves from a unicast sink. */
+    private static final class SinkOutlet implements Outlet {
+        // one subscriber per stream: a unicast sink, whose queue starts at 8 slots (Reactor's default is
+        // 256, about 1 KB per idle stream) and grows only while the client is slow
+        private final Sinks.Many<Event<String>> sink =
+                Sinks.many().unicast().onBackpressureBuffer(reactor.util.concurrent.Queues.<Event<String>>unbounded(8).get());
+
+        @Override
+        public java.util.concurrent.Executor loop() {
+            return null;
+        }
+
+        // many threads publish (routing, calls, inbox changes, the ping ticker, relays from other nodes);
+        // a sink refuses emissions that overlap, so they take turns here
+        @Override
+        public synchronized void send(SseEvent event) {
+            sink.tryEmitNext(event.micronaut());
+        }
+
+        @Override
+        public void sendHere(SseEvent event) {
+            send(event);
+        }
+
+        @Override
+        public synchronized void end(SseEvent last) {
+            sink.tryEmitNext(last.micronaut());
+            sink.tryEmitComplete();
+        }
+    }
+
+    /**
+     * Events for many streams, handed to each event loop in tasks of {@link #PER_TASK} (a fan-out's
+     * 10,000 events make 40 tasks, not 10,000; the loops start writing while the rest are added).
+     */
+    private static final class Batch {
+        private static final int PER_TASK = 256;
+        private final Map<java.util.concurrent.Executor, List<Object>> byLoop = new java.util.IdentityHashMap<>();
+
+        void add(Stream stream, SseEvent event) {
+            java.util.concurrent.Executor loop = stream.outlet().loop();
+            if (loop == null) {
+                stream.outlet().send(event);
+                return;
+            }
+            List<Object> work = byLoop.computeIfAbsent(loop, l -> new ArrayList<>(2 * PER_TASK));
+            work.add(stream.outlet());
+            work.add(event);
+            if (work.size() == 2 * PER_TASK) {
+                submit(loop, work);
+                byLoop.remove(loop);
+            }
+        }
+
+        void send() {
+            byLoop.forEach(Batch::submit);
+            byLoop.clear();
+        }
+
+        private static void submit(java.util.concurrent.Executor loop, List<Object> work) {
+            loop.execute(() -> {
+                for (int i = 0; i < work.size(); i += 2) {
+                    ((Outlet) work.get(i)).sendHere((SseEvent) work.get(i + 1));
+                }
+            });
+        }
     }
 
     private final io.micronaut.context.BeanProvider<io.micronaut.http.netty.channel.EventLoopGroupRegistry> eventLoops;
@@ -109,33 +196,54 @@ public class LiveHub implements AutoCloseable {
     }
 
     /**
-     * Opens a stream for the user: {@code replay} first, then live events and a ping every
-     * {@code herald.stream.ping}, until the client goes away (then the stream leaves presence at once).
+     * Opens a stream for the user that Micronaut serves: {@code replay} first, then live events and a
+     * ping every {@code herald.stream.ping}, until the client goes away (then the stream leaves presence
+     * at once).
      */
-    public Flux<Event<String>> open(String userId, List<Event<String>> replay, boolean ack) {
-        // one subscriber per stream: a unicast sink, whose queue starts at 8 slots (Reactor's default is
-        // 256, about 1 KB per idle stream) and grows only while the client is slow
-        Stream stream = new Stream(node + "/" + streamIds.incrementAndGet() + (ack ? ACK_SUFFIX : ""), userId,
-                Sinks.many().unicast().onBackpressureBuffer(reactor.util.concurrent.Queues.<Event<String>>unbounded(8).get()),
-                clock.millis());
-        streams.compute(userId, (u, mine) -> {
-            Set<Stream> set = mine == null ? ConcurrentHashMap.newKeySet() : mine;
-            set.add(stream);
-            return set;
-        });
-        refresh(userId, stream.id());
-        return Flux.concat(Flux.fromIterable(replay), stream.sink().asFlux()).doFinally(signal -> close(stream));
+    public Flux<Event<String>> open(String userId, List<SseEvent> replay, boolean ack) {
+        SinkOutlet outlet = new SinkOutlet();
+        Stream stream = attach(userId, ack, outlet);
+        return Flux.concat(Flux.fromIterable(replay).map(SseEvent::micronaut), outlet.sink.asFlux())
+                .doFinally(signal -> detach(stream));
     }
 
-    private void close(Stream stream) {
+    /** Adds a stream of the user, whose events go to {@code outlet}, and makes the user present. */
+    Stream attach(String userId, boolean ack, Outlet outlet) {
+        Stream stream = new Stream(node + "/" + streamIds.incrementAndGet() + (ack ? ACK_SUFFIX : ""), userId,
+                outlet, clock.millis());
+        streams.compute(userId, (u, mine) -> {
+            if (mine == null) {
+                return new Stream[]{stream};
+            }
+            Stream[] more = java.util.Arrays.copyOf(mine, mine.length + 1);
+            more[mine.length] = stream;
+            return more;
+        });
+        refresh(userId, stream.id());
+        return stream;
+    }
+
+    /** Removes a stream whose client went away; the user stops counting as present through it at once. */
+    void detach(Stream stream) {
         streams.computeIfPresent(stream.userId(), (u, mine) -> {
-            mine.remove(stream);
-            return mine.isEmpty() ? null : mine;
+            Stream[] fewer = java.util.Arrays.stream(mine).filter(s -> s != stream).toArray(Stream[]::new);
+            return fewer.length == 0 ? null : fewer;
         });
         guard(() -> {
             redis.zrem(key(stream.userId()), stream.id());
             redis.set(seenKey(stream.userId()), clock.instant().toString(), SEEN_TTL);
         });
+    }
+
+    private static boolean holds(Stream[] mine, Stream stream) {
+        if (mine != null) {
+            for (Stream s : mine) {
+                if (s == stream) {
+                    return true;
+                }
+            }
+        }
+        return false;
     }
 
     /** {@code PUT /v1/presence}: the user counts as present for {@link #TTL}. */
@@ -162,8 +270,7 @@ public class LiveHub implements AutoCloseable {
         // (presence is any stream, on any node; acknowledging is all of them)
         List<String> ask = new ArrayList<>(userIds.size());
         for (String user : userIds) {
-            Set<Stream> mine = streams.get(user);
-            if (mine != null && mine.stream().anyMatch(s -> !s.id().endsWith(ACK_SUFFIX))) {
+            if (anyWithoutAck(streams.get(user))) {
                 reach.put(user, Reach.PRESENT);
             } else {
                 ask.add(user);
@@ -188,6 +295,17 @@ public class LiveHub implements AutoCloseable {
             ask.forEach(u -> reach.put(u, Reach.AWAY));
         }
         return reach;
+    }
+
+    private static boolean anyWithoutAck(Stream[] mine) {
+        if (mine != null) {
+            for (Stream s : mine) {
+                if (!s.id().endsWith(ACK_SUFFIX)) {
+                    return true;
+                }
+            }
+        }
+        return false;
     }
 
     /** {@code GET /v1/users/{userId}/presence}. */
@@ -217,7 +335,9 @@ public class LiveHub implements AutoCloseable {
 
     private void publish(Outgoing e) {
         String userId = e.userId();
-        deliver(e);
+        Batch batch = new Batch();
+        deliver(e, batch);
+        batch.send();
         long now = clock.millis();
         guard(() -> redis.zrangebyscore(key(userId), Range.create(now, Double.POSITIVE_INFINITY)).thenAccept(members -> {
             Set<String> nodes = new HashSet<>();
@@ -269,7 +389,9 @@ public class LiveHub implements AutoCloseable {
             events.forEach(this::publish);
             return;
         }
-        events.forEach(this::deliver);
+        Batch batch = new Batch();
+        events.forEach(e -> deliver(e, batch));
+        batch.send();
         if (!othersListening()) {
             return;
         }
@@ -337,54 +459,51 @@ public class LiveHub implements AutoCloseable {
             return;
         }
         try {
+            Batch batch = new Batch();
             for (var event : mapper.readTree(message.substring(newline + 1))) {
                 if (streams.containsKey(event.path("userId").asText())) {
-                    deliver(relayed(event));
+                    deliver(relayed(event), batch);
                 }
             }
+            batch.send();
         } catch (Exception e) {
             LOG.warn("Live events relayed through Redis could not be read: {}", e.toString());
         }
     }
 
-    private void deliver(Outgoing e) {
-        Set<Stream> mine = streams.get(e.userId());
+    private void deliver(Outgoing e, Batch batch) {
+        Stream[] mine = streams.get(e.userId());
         if (mine == null) {
             return;
         }
-        Event<String> event = Event.of(e.json()).name(e.name());
-        if (e.id() != null) {
-            event = event.id(e.id());
-        }
+        SseEvent event = SseEvent.of(e.name(), e.id(), e.json());
         for (Stream s : mine) {
             if (s.openedAt() >= e.openedFrom()) {
-                emit(s, event);
+                batch.add(s, event);
             }
         }
     }
 
     private void relayed(String message) {
         try {
-            deliver(relayed(mapper.readTree(message)));
+            Batch batch = new Batch();
+            deliver(relayed(mapper.readTree(message)), batch);
+            batch.send();
         } catch (Exception e) {
             LOG.warn("A live event relayed through Redis could not be read: {}", e.toString());
         }
     }
 
-    /**
-     * Emits to one stream. Many threads publish (routing, calls, inbox changes, the ping ticker, relays
-     * from other nodes); a sink refuses emissions that overlap, so they take turns here.
-     */
-    private static void emit(Stream s, Event<String> event) {
-        synchronized (s.sink()) {
-            s.sink().tryEmitNext(event);
-        }
-    }
-
     /** One ticker for every stream on this node (not a timer per stream): a {@code ping} each {@code herald.stream.ping}. */
     private void pingAll() {
-        Event<String> event = Event.of("{}").name("ping");
-        streams.forEach((user, mine) -> mine.forEach(s -> emit(s, event)));
+        SseEvent ping = SseEvent.of("ping", null, "{}");
+        Batch batch = new Batch();
+        streams.forEach((user, mine) -> {
+            for (Stream s : mine) {
+                batch.add(s, ping);
+            }
+        });
+        batch.send();
     }
 
     /**
@@ -419,11 +538,11 @@ public class LiveHub implements AutoCloseable {
     void heartbeat() {
         subscribe();
         long expiry = clock.millis() + TTL.toMillis();
-        streams.forEach((user, mine) -> mine.forEach(s -> guard(() -> {
+        streams.forEach((user, mine) -> java.util.Arrays.stream(mine).forEach(s -> guard(() -> {
             // XX: only moves an existing member's expiry, so a stream closed meanwhile stays gone; a member
             // missing while its stream is still open (Redis restarted) is added again
             redis.zadd(key(user), io.lettuce.core.ZAddArgs.Builder.xx().ch(), expiry, s.id()).thenAccept(changed -> {
-                if (changed == 0 && streams.getOrDefault(user, Set.of()).contains(s)) {
+                if (changed == 0 && holds(streams.get(user), s)) {
                     redis.zadd(key(user), expiry, s.id());
                 }
             });
@@ -470,13 +589,12 @@ public class LiveHub implements AutoCloseable {
     @PreDestroy
     @Override
     public void close() {
-        streams.forEach((user, mine) -> mine.forEach(s -> {
-            emit(s, Event.of("{}").name("reconnect").retry(Duration.ofMillis(
-                    1_000 + java.util.concurrent.ThreadLocalRandom.current().nextLong(9_000))));
-            synchronized (s.sink()) {
-                s.sink().tryEmitComplete();
+        streams.forEach((user, mine) -> {
+            for (Stream s : mine) {
+                s.outlet().end(new SseEvent("reconnect", null, "{}",
+                        1_000 + java.util.concurrent.ThreadLocalRandom.current().nextLong(9_000)));
             }
-        }));
+        });
         pinger.shutdownNow();
         StatefulRedisPubSubConnection<String, String> sub = subscription;
         if (sub != null) {

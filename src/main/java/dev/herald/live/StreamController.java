@@ -38,17 +38,12 @@ import java.util.List;
 @Tag(name = "Inbox")
 class StreamController {
 
-    /** At most this many missed notifications are replayed; the inbox has the rest. */
-    static final int REPLAY_LIMIT = 500;
-
     private final LiveHub hub;
-    private final InboxStore inbox;
-    private final TransactionOperations<Connection> transactions;
+    private final StreamStart start;
 
-    StreamController(LiveHub hub, InboxStore inbox, TransactionOperations<Connection> transactions) {
+    StreamController(LiveHub hub, StreamStart start) {
         this.hub = hub;
-        this.inbox = inbox;
-        this.transactions = transactions;
+        this.start = start;
     }
 
     @Get(uri = QueryTokenReader.PATH, produces = MediaType.TEXT_EVENT_STREAM)
@@ -59,17 +54,7 @@ class StreamController {
                                     @Nullable @QueryValue Boolean ack) {
         Caller.User user = Caller.of(authentication).requireUser();
         long after = lastEventId == null ? -1 : InboxItemView.parseId(lastEventId.trim());
-        return Mono.fromCallable(() -> transactions.executeRead(status -> {
-                    List<Event<String>> first = new ArrayList<>();
-                    first.add(Event.of("{\"unread\":" + inbox.unreadCount(user.userId(), null) + "}").name("unread"));
-                    if (after > 0) {
-                        for (InboxStore.Item item : inbox.after(user.userId(), after, REPLAY_LIMIT)) {
-                            first.add(Event.of(LiveEvents.json(InboxItemView.of(item))).name("notification")
-                                    .id(InboxItemView.of(item).id()));
-                        }
-                    }
-                    return first;
-                }))
+        return Mono.fromCallable(() -> start.firstEvents(user.userId(), after))
                 .subscribeOn(Schedulers.boundedElastic())
                 .flatMapMany(first -> hub.open(user.userId(), first, Boolean.TRUE.equals(ack)));
     }

@@ -160,6 +160,30 @@ class LiveStreamTest extends GatewayTest {
         }
     }
 
+    /**
+     * A stream Micronaut serves (a Last-Event-ID that is no event id of ours is left to the controller)
+     * and one written straight to its connection get the same events, byte for byte as a client reads them.
+     */
+    @Test
+    void bothWaysOfServingAStreamSendTheSameEvents() throws Exception {
+        try (Listener direct = new Listener("", tenant.userToken(), null);
+             Listener micronaut = new Listener("?access_token=" + tenant.userToken(), null, "not-an-event-id")) {
+            assertThat(direct.status).isEqualTo(200);
+            assertThat(micronaut.status).isEqualTo(200);
+            assertThat(direct.next("unread")).isEqualTo(micronaut.next("unread"));
+            assertThat(presence(tenant.userId()).path("connections").asLong()).isEqualTo(2);
+
+            String id = send(toUser(tenant.userId(), "Twice"));
+            SseStream.Event one = direct.next("notification");
+            assertThat(one.json().path("notificationId").asText()).isEqualTo(id);
+            assertThat(micronaut.next("notification")).isEqualTo(one);
+            assertThat(direct.next("unread")).isEqualTo(micronaut.next("unread"));
+            assertThat(direct.next("ping")).isEqualTo(micronaut.next("ping"));
+        }
+        await().atMost(DEADLINE).untilAsserted(() -> assertThat(presence(tenant.userId()).path("present").asBoolean())
+                .as("both streams left presence when they closed").isFalse());
+    }
+
     @Test
     void presenceApiCountsAUserPresentForAMinute() {
         assertThat(api.put("/v1/presence", tenant.userToken(), Map.of()).status()).isEqualTo(204);
