@@ -511,19 +511,28 @@ public class DeliveryStore {
     /**
      * Records on the job the users it shows a notification live before their chunks are stored, and
      * draws an inbox item id for each of them in {@code withItem} (the others are shown the notification
-     * without an item), renewing the job's lease until {@code leaseUntil}. Users a node showed it to
-     * before (a job taken over) keep what they were shown, ids and time. Answers the ids of
-     * {@code users} and the time their items carry; empty when the claim is no longer this node's.
+     * without an item), renewing the job's lease until {@code leaseUntil}. {@code users} are ones the job
+     * has not shown it to yet ({@link #keptLive} tells which it has: a job taken over keeps what a node
+     * showed before, ids and time). Answers the ids drawn and the time the items carry (the time the
+     * job's first reservation set); empty when the claim is no longer this node's.
      */
     public java.util.Optional<LiveReservation> reserveLive(Job job, List<String> users, java.util.Set<String> withItem,
                                                            Instant now, Instant leaseUntil) {
-        Kept kept = kept(job, true);
-        if (kept == null) {
+        // the row locked while the claim holds; the arrays are neither read nor sent back whole (a fan-out
+        // reserves slice after slice, and they grow with each)
+        Instant at = jdbc.prepareStatement("SELECT coalesce(live_at, ?) FROM jobs WHERE id = ? AND attempts = ? FOR UPDATE", ps -> {
+            ps.setTimestamp(1, Timestamp.from(now));
+            ps.setLong(2, job.id());
+            ps.setInt(3, job.claim());
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() ? rs.getTimestamp(1).toInstant() : null;
+            }
+        });
+        if (at == null) {
             return java.util.Optional.empty();
         }
-        Map<String, Long> ids = new LinkedHashMap<>(kept.ids());
-        List<String> missing = users.stream().filter(u -> !ids.containsKey(u)).toList();
-        List<String> drawFor = missing.stream().filter(withItem::contains).toList();
+        List<String> adding = users.stream().distinct().toList();
+        List<String> drawFor = adding.stream().filter(withItem::contains).toList();
         List<Long> drawn = drawFor.isEmpty() ? List.of()
                 : jdbc.prepareStatement("SELECT nextval('inbox_items_id_seq') FROM generate_series(1, ?)", ps -> {
                     ps.setInt(1, drawFor.size());
@@ -535,23 +544,21 @@ public class DeliveryStore {
                     }
                     return out;
                 });
-        for (String user : missing) {
-            ids.put(user, null);
-        }
+        Map<String, Long> mine = new HashMap<>();
         for (int i = 0; i < drawFor.size(); i++) {
-            ids.put(drawFor.get(i), drawn.get(i));
+            mine.put(drawFor.get(i), drawn.get(i));
         }
-        jdbc.prepareStatement("UPDATE jobs SET live_users = ?, live_items = ?, live_at = ?, run_at = ? WHERE id = ?", ps -> {
-            ps.setArray(1, ps.getConnection().createArrayOf("text", ids.keySet().toArray()));
-            ps.setArray(2, ps.getConnection().createArrayOf("bigint", ids.values().toArray()));
-            ps.setTimestamp(3, Timestamp.from(kept.at() == null ? now : kept.at()));
+        Long[] items = adding.stream().map(mine::get).toArray(Long[]::new);
+        jdbc.prepareStatement("UPDATE jobs SET live_users = coalesce(live_users, '{}') || ?::text[], "
+                + "live_items = coalesce(live_items, '{}') || ?::bigint[], live_at = ?, run_at = ? WHERE id = ?", ps -> {
+            ps.setArray(1, ps.getConnection().createArrayOf("text", adding.toArray()));
+            ps.setArray(2, ps.getConnection().createArrayOf("bigint", items));
+            ps.setTimestamp(3, Timestamp.from(at));
             ps.setTimestamp(4, Timestamp.from(leaseUntil));
             ps.setLong(5, job.id());
             return ps.executeUpdate();
         });
-        Map<String, Long> mine = new HashMap<>();
-        users.stream().filter(u -> ids.get(u) != null).forEach(u -> mine.put(u, ids.get(u)));
-        return java.util.Optional.of(new LiveReservation(mine, kept.at() == null ? now : kept.at()));
+        return java.util.Optional.of(new LiveReservation(mine, at));
     }
 
     /**
@@ -559,7 +566,7 @@ public class DeliveryStore {
      * reserved for some of them, and the time; empty (time null) when it showed nothing.
      */
     public KeptLive keptLive(Job job) {
-        Kept kept = kept(job, false);
+        Kept kept = kept(job);
         Map<String, Long> ids = new HashMap<>();
         if (kept != null) {
             kept.ids().forEach((user, id) -> {
@@ -579,14 +586,10 @@ public class DeliveryStore {
     private record Kept(Map<String, Long> ids, Instant at) {
     }
 
-    /** The job's reservation (locked, while the claim holds, when {@code lock}); null without the job or claim. */
-    private Kept kept(Job job, boolean lock) {
-        return jdbc.prepareStatement("SELECT live_users, live_items, live_at FROM jobs WHERE id = ?"
-                + (lock ? " AND attempts = ? FOR UPDATE" : ""), ps -> {
+    /** The job's reservation; null without the job. */
+    private Kept kept(Job job) {
+        return jdbc.prepareStatement("SELECT live_users, live_items, live_at FROM jobs WHERE id = ?", ps -> {
             ps.setLong(1, job.id());
-            if (lock) {
-                ps.setInt(2, job.claim());
-            }
             try (ResultSet rs = ps.executeQuery()) {
                 if (!rs.next()) {
                     return null;

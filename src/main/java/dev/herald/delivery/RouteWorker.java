@@ -108,6 +108,10 @@ class RouteWorker implements AutoCloseable {
             }
         }
         String cursor = job.cursor();
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("Routing {} ({} recipients), accepted {} ms ago", notification.id(), notification.recipients(),
+                    Duration.between(notification.createdAt(), clock.instant()).toMillis());
+        }
         Router.Early early = router.liveFirst(job, notification.id(), notification.appId(), notification.request(),
                 cursor, clock.instant(), () -> clock.instant().plus(LEASE));
         while (running) {

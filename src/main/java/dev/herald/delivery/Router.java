@@ -38,6 +38,8 @@ import java.util.Set;
 @Singleton
 public class Router {
 
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(Router.class);
+
     /** Users routed per transaction. */
     static final int USER_CHUNK = 1_000;
     /** Streams opened this long before a live-first event, or after it, get the item again once it is stored. */
@@ -110,7 +112,11 @@ public class Router {
         if (users.size() <= USER_CHUNK) {
             return kept;
         }
+        long started = System.nanoTime();
         Map<String, LiveHub.Reach> reach = live.presence(users);
+        long presenceNanos = System.nanoTime() - started;
+        long planNanos = 0;
+        long publishNanos = 0;
         List<String> present = users.stream()
                 .filter(u -> reach.get(u) == LiveHub.Reach.PRESENT && !before.users().contains(u)).toList();
         if (present.isEmpty()) {
@@ -128,6 +134,7 @@ public class Router {
         for (int from = 0; from < present.size(); from += LIVE_SLICE) {
             List<String> slice = present.subList(from, Math.min(present.size(), from + LIVE_SLICE));
             // one transaction per slice, committed before its events go out
+            long planning = System.nanoTime();
             Plan plan = transactions.executeWrite(status -> {
                 Map<String, Preferences> saved = preferences.findAll(slice);
                 Set<String> withItem = request.channels().contains(Channel.IN_APP)
@@ -140,6 +147,8 @@ public class Router {
             if (plan == null) {
                 break;
             }
+            long publishing = System.nanoTime();
+            planNanos += publishing - planning;
             DeliveryStore.LiveReservation reserved = plan.reserved();
             itemIds.putAll(reserved.itemIds());
             itemsAt = reserved.at();
@@ -162,13 +171,21 @@ public class Router {
                 }
             }
             live.publishAll(events);
+            publishNanos += System.nanoTime() - publishing;
             shown.addAll(slice);
         }
         if (shown.size() == before.users().size()) {
             return kept;
         }
         // the writes first: storing the chunks would take the CPU they wait for
+        long writing = System.nanoTime();
         live.awaitWritten(Duration.ofSeconds(1));
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("Live first: {} of {} users shown in {} ms: presence {} ms, reserving {} ms, events {} ms, "
+                            + "written {} ms later", shown.size(), users.size(),
+                    (System.nanoTime() - started) / 1_000_000, presenceNanos / 1_000_000,
+                    planNanos / 1_000_000, publishNanos / 1_000_000, (System.nanoTime() - writing) / 1_000_000);
+        }
         return new Early(shown, itemIds, itemsAt, shownFrom);
     }
 

@@ -154,11 +154,15 @@ public class LiveHub implements AutoCloseable {
         }
 
         private static void submit(java.util.concurrent.Executor loop, List<Object> work) {
-            loop.execute(() -> {
-                for (int i = 0; i < work.size(); i += 2) {
-                    ((Outlet) work.get(i)).sendHere((SseEvent) work.get(i + 1));
-                }
-            });
+            try {
+                loop.execute(() -> {
+                    for (int i = 0; i < work.size(); i += 2) {
+                        ((Outlet) work.get(i)).sendHere((SseEvent) work.get(i + 1));
+                    }
+                });
+            } catch (java.util.concurrent.RejectedExecutionException stopping) {
+                // the server is stopping: its streams are told to reconnect elsewhere
+            }
         }
     }
 

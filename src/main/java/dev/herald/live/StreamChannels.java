@@ -13,11 +13,13 @@ import io.micronaut.http.server.netty.NettyServerCustomizer;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
-import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.channel.ChannelDuplexHandler;
 import io.netty.channel.ChannelPipeline;
 import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpRequest;
+import io.netty.handler.codec.http.HttpResponse;
+import io.netty.handler.codec.http.LastHttpContent;
 import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.QueryStringDecoder;
 import io.netty.util.ReferenceCountUtil;
@@ -120,10 +122,15 @@ class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.R
             return null;
         }
         QueryStringDecoder uri = new QueryStringDecoder(request.uri());
-        if (!QueryTokenReader.PATH.equals(uri.path())) {
-            return null;
+        Map<String, List<String>> query;
+        try {
+            if (!QueryTokenReader.PATH.equals(uri.path())) {
+                return null;
+            }
+            query = uri.parameters();
+        } catch (IllegalArgumentException malformed) {
+            return null; // a bad escape: Micronaut answers 400
         }
-        Map<String, List<String>> query = uri.parameters();
         String token = null;
         String authorization = request.headers().get(HttpHeaderNames.AUTHORIZATION);
         if (authorization != null) {
@@ -176,8 +183,13 @@ class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.R
      * Micronaut; while it decides, it holds the request (Micronaut reads nothing more meanwhile); once it
      * took the request, the connection is the stream's.
      */
-    private final class Handler extends ChannelInboundHandlerAdapter implements LiveHub.Outlet {
+    private final class Handler extends ChannelDuplexHandler implements LiveHub.Outlet {
         private List<Object> held;
+        /** Requests handed to Micronaut on this connection, and its final answers written (pipelining). */
+        private long passed;
+        private long answered;
+        /** After {@link #end}: nothing more is written. */
+        private boolean ended;
         private Channel channel;
         private LiveHub.Stream stream;
         private boolean taken;
@@ -192,8 +204,12 @@ class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.R
                 held.add(msg);
                 return;
             }
-            Ask ask = msg instanceof HttpRequest request ? ask(request) : null;
+            // a request pipelined behind one Micronaut still answers is Micronaut's too (its answer comes first)
+            Ask ask = msg instanceof HttpRequest request && passed == answered ? ask(request) : null;
             if (ask == null) {
+                if (msg instanceof HttpRequest) {
+                    passed++;
+                }
                 ctx.fireChannelRead(msg);
                 return;
             }
@@ -209,9 +225,26 @@ class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.R
             }
         }
 
+        @Override
+        public void write(ChannelHandlerContext ctx, Object msg, io.netty.channel.ChannelPromise promise) {
+            // Micronaut's answers pass here on their way to the codec: the end of one that is not interim (1xx)
+            if (msg instanceof LastHttpContent && !(msg instanceof HttpResponse r && r.status().codeClass()
+                    == io.netty.handler.codec.http.HttpStatusClass.INFORMATIONAL)) {
+                answered++;
+            }
+            ctx.write(msg, promise);
+        }
+
         private void decide(ChannelHandlerContext ctx, Ask ask) {
             Executor loop = ctx.executor();
-            admit(ask)
+            Mono<String> admitted;
+            try {
+                admitted = admit(ask);
+            } catch (RuntimeException e) {
+                pass(ctx);
+                return;
+            }
+            admitted
                     .flatMap(user -> Mono.fromCallable(() -> start.get().firstEvents(user, ask.after()))
                             .subscribeOn(Schedulers.boundedElastic())
                             .map(first -> (Runnable) () -> take(ctx, user, ask.ack(), first)))
@@ -233,6 +266,9 @@ class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.R
                 return;
             }
             for (Object m : messages) {
+                if (m instanceof HttpRequest) {
+                    passed++;
+                }
                 ctx.fireChannelRead(m);
             }
             ctx.fireChannelReadComplete();
@@ -302,16 +338,24 @@ class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.R
 
         @Override
         public void send(SseEvent event) {
+            onLoop(() -> sendHere(event));
+        }
+
+        private void onLoop(Runnable task) {
             if (channel.eventLoop().inEventLoop()) {
-                sendHere(event);
-            } else {
-                channel.eventLoop().execute(() -> sendHere(event));
+                task.run();
+                return;
+            }
+            try {
+                channel.eventLoop().execute(task);
+            } catch (java.util.concurrent.RejectedExecutionException stopping) {
+                // the server's event loops are stopping, and the connection with them
             }
         }
 
         @Override
         public void sendHere(SseEvent event) {
-            if (!channel.isActive()) {
+            if (ended || !channel.isActive()) {
                 return;
             }
             var outbound = channel.unsafe().outboundBuffer();
@@ -324,8 +368,9 @@ class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.R
 
         @Override
         public void end(SseEvent last) {
-            channel.eventLoop().execute(() -> {
-                if (channel.isActive()) {
+            onLoop(() -> {
+                if (!ended && channel.isActive()) {
+                    ended = true;
                     channel.write(last.chunk(channel.alloc()), channel.voidPromise());
                     channel.writeAndFlush(channel.alloc().buffer(LAST_CHUNK.length).writeBytes(LAST_CHUNK))
                             .addListener(io.netty.channel.ChannelFutureListener.CLOSE);

@@ -19,6 +19,7 @@ import java.util.Map;
 import static dev.herald.support.Fixtures.apnsToken;
 import static dev.herald.support.Fixtures.iosDevice;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 /**
@@ -182,6 +183,70 @@ class LiveStreamTest extends GatewayTest {
         }
         await().atMost(DEADLINE).untilAsserted(() -> assertThat(presence(tenant.userId()).path("present").asBoolean())
                 .as("both streams left presence when they closed").isFalse());
+    }
+
+    /**
+     * A stream request pipelined behind a request Micronaut is still answering (a call, waiting for APNs
+     * to acknowledge its VoIP push): nothing is answered out of turn, and once the call is answered the
+     * stream follows on the same connection.
+     */
+    @Test
+    void aStreamPipelinedBehindAnotherRequestComesAfterItsAnswer() throws Exception {
+        Map<String, Object> phone = iosDevice(tenant.app(), apnsToken());
+        phone.put("voipToken", apnsToken());
+        assertThat(api.put("/v1/devices/iphone-pipelined", tenant.userToken(), phone).status()).isIn(200, 201);
+        byte[] call = Api.JSON.writeValueAsBytes(Map.of("callId", "pipelined-" + tenant.userId(),
+                "callee", tenant.userId(), "caller", Map.of("id", "caller-1", "name", "Ada"), "ringSeconds", 30));
+        MockApns.Gate gate = apns.hold();
+        try (java.net.Socket socket = new java.net.Socket(server.getHost(), server.getPort())) {
+            var out = new java.io.ByteArrayOutputStream();
+            out.writeBytes(("POST /v1/calls HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer " + tenant.key()
+                    + "\r\nContent-Type: application/json\r\nContent-Length: " + call.length + "\r\n\r\n")
+                    .getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+            out.writeBytes(call);
+            out.writeBytes(("GET /v1/inbox/stream HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer "
+                    + tenant.userToken() + "\r\nAccept: text/event-stream\r\n\r\n")
+                    .getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+            socket.getOutputStream().write(out.toByteArray());
+            await().atMost(DEADLINE).until(() -> gate.waiting() == 1);
+            // the call waits for APNs: the stream behind it must not answer first
+            socket.setSoTimeout(1_000);
+            assertThatThrownBy(() -> socket.getInputStream().read()).isInstanceOf(java.net.SocketTimeoutException.class);
+            gate.open();
+            socket.setSoTimeout((int) DEADLINE.toMillis());
+            String read = readUntil(socket, "event: unread");
+            assertThat(read).as(read).startsWith("HTTP/1.1 200");
+            int stream = read.toLowerCase(java.util.Locale.ROOT).indexOf("content-type: text/event-stream");
+            assertThat(stream).as(read).isGreaterThan(read.indexOf("\"routes\""));
+        } finally {
+            gate.open();
+        }
+    }
+
+    /** A stream URL that does not decode gets the contract's 400, like any other URL. */
+    @Test
+    void aStreamUrlWithABadEscapeIsABadRequest() throws Exception {
+        try (java.net.Socket socket = new java.net.Socket(server.getHost(), server.getPort())) {
+            socket.setSoTimeout((int) DEADLINE.toMillis());
+            socket.getOutputStream().write(("GET /v1/inbox/stream?access_token=%zz HTTP/1.1\r\nHost: herald\r\n\r\n")
+                    .getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+            String read = readUntil(socket, "}");
+            assertThat(read).startsWith("HTTP/1.1 400");
+            assertThat(read.toLowerCase(java.util.Locale.ROOT)).contains("content-type: application/problem+json");
+        }
+    }
+
+    private static String readUntil(java.net.Socket socket, String end) throws java.io.IOException {
+        StringBuilder read = new StringBuilder();
+        byte[] buffer = new byte[8192];
+        while (read.indexOf(end) < 0) {
+            int n = socket.getInputStream().read(buffer);
+            if (n < 0) {
+                break;
+            }
+            read.append(new String(buffer, 0, n, java.nio.charset.StandardCharsets.UTF_8));
+        }
+        return read.toString();
     }
 
     @Test
