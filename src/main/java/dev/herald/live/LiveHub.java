@@ -59,6 +59,8 @@ public class LiveHub implements AutoCloseable {
     /** Each user's streams on this node (an array, replaced on each change: most users hold one). */
     private final Map<String, Stream[]> streams = new ConcurrentHashMap<>();
     private final AtomicLong streamIds = new AtomicLong();
+    /** Streams open on this node ({@code herald_live_streams}). */
+    private final java.util.concurrent.atomic.AtomicInteger open = new java.util.concurrent.atomic.AtomicInteger();
     private final io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands<String, String> redis;
     private final dev.herald.redis.Redis client;
     private volatile StatefulRedisPubSubConnection<String, String> subscription;
@@ -176,8 +178,10 @@ public class LiveHub implements AutoCloseable {
     LiveHub(dev.herald.redis.Redis client, JsonBodies bodies, Clock clock,
             @Value("${herald.stream.ping:30s}") Duration ping,
             io.micronaut.context.BeanProvider<io.micronaut.http.netty.channel.EventLoopGroupRegistry> eventLoops,
-            @Value("${herald.live.broadcast-from:100}") int broadcastFrom) {
+            @Value("${herald.live.broadcast-from:100}") int broadcastFrom,
+            io.micrometer.core.instrument.MeterRegistry meters) {
         this.eventLoops = eventLoops;
+        meters.gauge("herald.live.streams", open);
         this.broadcastFrom = broadcastFrom;
         this.redis = client.async();
         this.mapper = bodies.mapper();
@@ -223,16 +227,22 @@ public class LiveHub implements AutoCloseable {
             more[mine.length] = stream;
             return more;
         });
+        open.incrementAndGet();
         refresh(userId, stream.id());
         return stream;
     }
 
     /** Removes a stream whose client went away; the user stops counting as present through it at once. */
     void detach(Stream stream) {
+        boolean[] held = new boolean[1];
         streams.computeIfPresent(stream.userId(), (u, mine) -> {
+            held[0] = holds(mine, stream);
             Stream[] fewer = java.util.Arrays.stream(mine).filter(s -> s != stream).toArray(Stream[]::new);
             return fewer.length == 0 ? null : fewer;
         });
+        if (held[0]) {
+            open.decrementAndGet();
+        }
         guard(() -> {
             redis.zrem(key(stream.userId()), stream.id());
             redis.set(seenKey(stream.userId()), clock.instant().toString(), SEEN_TTL);

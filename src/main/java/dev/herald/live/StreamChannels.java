@@ -53,11 +53,6 @@ import java.util.concurrent.Executor;
 class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.Registry> {
 
     private static final String HANDLER = "herald-stream";
-    /**
-     * A client this far behind (bytes not yet taken by its connection) is disconnected, as a stream
-     * whose queue would otherwise grow without end; it replays what it missed when it reconnects.
-     */
-    static final long MAX_PENDING = 4L << 20;
     private static final byte[] HEAD = ("HTTP/1.1 200 OK\r\n"
             + "content-type: text/event-stream\r\n"
             + "cache-control: no-cache\r\n"
@@ -68,10 +63,18 @@ class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.R
     private final BeanProvider<StreamStart> start;
     private final BeanProvider<VerifiedTokenCache> tokens;
     private final BeanProvider<RateLimitFilter> limits;
+    /**
+     * A client this far behind (bytes not yet taken by its connection; {@code herald.stream.max-pending},
+     * 4 MiB) is disconnected, as a stream whose queue would otherwise grow without end; it replays what
+     * it missed when it reconnects.
+     */
+    private final long maxPending;
 
     // the listener is created with the server; what it uses is looked up at the first stream
     StreamChannels(BeanProvider<LiveHub> hub, BeanProvider<StreamStart> start,
-                   BeanProvider<VerifiedTokenCache> tokens, BeanProvider<RateLimitFilter> limits) {
+                   BeanProvider<VerifiedTokenCache> tokens, BeanProvider<RateLimitFilter> limits,
+                   @io.micronaut.context.annotation.Value("${herald.stream.max-pending:4194304}") long maxPending) {
+        this.maxPending = maxPending;
         this.hub = hub;
         this.start = start;
         this.tokens = tokens;
@@ -359,7 +362,7 @@ class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.R
                 return;
             }
             var outbound = channel.unsafe().outboundBuffer();
-            if (outbound != null && outbound.totalPendingWriteBytes() > MAX_PENDING) {
+            if (outbound != null && outbound.totalPendingWriteBytes() > maxPending) {
                 channel.close();
                 return;
             }

@@ -33,7 +33,10 @@ class LiveStreamTest extends GatewayTest {
 
     @Override
     protected Map<String, String> moreProperties() {
-        return Map.of("herald.stream.ping", "1s", "herald.live.ack-timeout", "1s");
+        // a client that stops reading fills its connection's buffers soon: the kernel's send buffer is kept
+        // small (not grown to megabytes on loopback), and the events waiting beyond it are limited to 64 KiB
+        return Map.of("herald.stream.ping", "1s", "herald.live.ack-timeout", "1s", "herald.stream.max-pending", "65536",
+                "micronaut.server.netty.child-options.SO_SNDBUF", "16384");
     }
 
     /** An open stream to this test's Herald. */
@@ -173,6 +176,7 @@ class LiveStreamTest extends GatewayTest {
             assertThat(micronaut.status).isEqualTo(200);
             assertThat(direct.next("unread")).isEqualTo(micronaut.next("unread"));
             assertThat(presence(tenant.userId()).path("connections").asLong()).isEqualTo(2);
+            await().atMost(DEADLINE).until(() -> openStreams() == 2);
 
             String id = send(toUser(tenant.userId(), "Twice"));
             SseStream.Event one = direct.next("notification");
@@ -183,6 +187,13 @@ class LiveStreamTest extends GatewayTest {
         }
         await().atMost(DEADLINE).untilAsserted(() -> assertThat(presence(tenant.userId()).path("present").asBoolean())
                 .as("both streams left presence when they closed").isFalse());
+        await().atMost(DEADLINE).until(() -> openStreams() == 0);
+    }
+
+    /** The node's {@code herald_live_streams} gauge. */
+    private double openStreams() {
+        return api.get("/metrics", null).body().lines().filter(l -> l.startsWith("herald_live_streams "))
+                .mapToDouble(l -> Double.parseDouble(l.substring(l.indexOf(' ') + 1))).findFirst().orElse(-1);
     }
 
     /**
@@ -220,6 +231,29 @@ class LiveStreamTest extends GatewayTest {
             assertThat(stream).as(read).isGreaterThan(read.indexOf("\"routes\""));
         } finally {
             gate.open();
+        }
+    }
+
+    /**
+     * A client that stops reading is disconnected once {@code herald.stream.max-pending} bytes (64 KiB
+     * here) wait for it, rather than held with a queue that grows without end, and stops counting as present.
+     */
+    @Test
+    void aClientThatStopsReadingIsDisconnected() throws Exception {
+        try (java.net.Socket socket = new java.net.Socket()) {
+            socket.setReceiveBufferSize(4096);
+            socket.connect(new java.net.InetSocketAddress(server.getHost(), server.getPort()));
+            socket.getOutputStream().write(("GET /v1/inbox/stream HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer "
+                    + tenant.userToken() + "\r\n\r\n").getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+            await().atMost(DEADLINE).until(() -> presence(tenant.userId()).path("present").asBoolean());
+            Map<String, Object> big = toUser(tenant.userId(), "Flood");
+            big.put("data", Map.of("pad", "x".repeat(2_500)));
+            // nothing is read: the events pile up at the server once the connection's buffers are full
+            await().atMost(DEADLINE).pollInterval(Duration.ofMillis(50)).until(() -> {
+                send(big);
+                return !presence(tenant.userId()).path("present").asBoolean();
+            });
+            await().atMost(DEADLINE).until(() -> openStreams() == 0);
         }
     }
 
