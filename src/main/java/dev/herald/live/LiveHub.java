@@ -83,11 +83,8 @@ public class LiveHub implements AutoCloseable {
      * Micronaut writes from ({@link #open}).
      */
     interface Outlet {
-        /** The event loop {@link #sendHere} must run on; null when {@link #send} may be called from any thread. */
+        /** The event loop {@link #sendHere} must run on; null when it may be called from any thread. */
         java.util.concurrent.Executor loop();
-
-        /** Sends one event, from any thread. */
-        void send(SseEvent event);
 
         /** Sends one event, on {@link #loop()}. */
         void sendHere(SseEvent event);
@@ -111,13 +108,8 @@ public class LiveHub implements AutoCloseable {
         // many threads publish (routing, calls, inbox changes, the ping ticker, relays from other nodes);
         // a sink refuses emissions that overlap, so they take turns here
         @Override
-        public synchronized void send(SseEvent event) {
+        public synchronized void sendHere(SseEvent event) {
             sink.tryEmitNext(event.micronaut());
-        }
-
-        @Override
-        public void sendHere(SseEvent event) {
-            send(event);
         }
 
         @Override
@@ -133,15 +125,16 @@ public class LiveHub implements AutoCloseable {
      */
     private static final class Batch {
         private static final int PER_TASK = 256;
-        private final Map<java.util.concurrent.Executor, List<Object>> byLoop = new java.util.IdentityHashMap<>();
+        // sized as they fill: most batches are one event (a call, an unread count)
+        private final Map<java.util.concurrent.Executor, List<Object>> byLoop = new HashMap<>();
 
         void add(Stream stream, SseEvent event) {
             java.util.concurrent.Executor loop = stream.outlet().loop();
             if (loop == null) {
-                stream.outlet().send(event);
+                stream.outlet().sendHere(event);
                 return;
             }
-            List<Object> work = byLoop.computeIfAbsent(loop, l -> new ArrayList<>(2 * PER_TASK));
+            List<Object> work = byLoop.computeIfAbsent(loop, l -> new ArrayList<>());
             work.add(stream.outlet());
             work.add(event);
             if (work.size() == 2 * PER_TASK) {
@@ -234,15 +227,13 @@ public class LiveHub implements AutoCloseable {
 
     /** Removes a stream whose client went away; the user stops counting as present through it at once. */
     void detach(Stream stream) {
-        boolean[] held = new boolean[1];
         streams.computeIfPresent(stream.userId(), (u, mine) -> {
-            held[0] = holds(mine, stream);
             Stream[] fewer = java.util.Arrays.stream(mine).filter(s -> s != stream).toArray(Stream[]::new);
+            if (fewer.length < mine.length) {
+                open.decrementAndGet();
+            }
             return fewer.length == 0 ? null : fewer;
         });
-        if (held[0]) {
-            open.decrementAndGet();
-        }
         guard(() -> {
             redis.zrem(key(stream.userId()), stream.id());
             redis.set(seenKey(stream.userId()), clock.instant().toString(), SEEN_TTL);

@@ -50,13 +50,16 @@ record SseEvent(String name, String id, String data, long retryMillis) {
 
     /** The event as one HTTP/1.1 chunk (size line, the text, CRLF). */
     ByteBuf chunk(ByteBufAllocator alloc) {
+        return writeChunk(alloc.directBuffer());
+    }
+
+    /** Writes the event as one HTTP/1.1 chunk to {@code out}; answers it. */
+    ByteBuf writeChunk(ByteBuf out) {
         String text = text();
         int length = ByteBufUtil.utf8Bytes(text);
-        byte[] size = Integer.toHexString(length).getBytes(StandardCharsets.US_ASCII);
-        ByteBuf chunk = alloc.directBuffer(size.length + length + 4);
-        chunk.writeBytes(size).writeShort(CRLF);
-        ByteBufUtil.reserveAndWriteUtf8(chunk, text, length);
-        return chunk.writeShort(CRLF);
+        out.writeBytes(Integer.toHexString(length).getBytes(StandardCharsets.US_ASCII)).writeShort(CRLF);
+        ByteBufUtil.reserveAndWriteUtf8(out, text, length);
+        return out.writeShort(CRLF);
     }
 
     private static final int CRLF = ('\r' << 8) | '\n';

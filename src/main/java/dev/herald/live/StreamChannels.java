@@ -301,11 +301,7 @@ class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.R
             }
             ByteBuf opening = channel.alloc().directBuffer(512);
             opening.writeBytes(HEAD);
-            for (SseEvent e : first) {
-                ByteBuf chunk = e.chunk(channel.alloc());
-                opening.writeBytes(chunk);
-                chunk.release();
-            }
+            first.forEach(e -> e.writeChunk(opening));
             channel.writeAndFlush(opening, channel.voidPromise());
             stream = hub.get().attach(userId, ack, this);
             channel.config().setAutoRead(true);
@@ -337,11 +333,6 @@ class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.R
         @Override
         public Executor loop() {
             return channel.eventLoop();
-        }
-
-        @Override
-        public void send(SseEvent event) {
-            onLoop(() -> sendHere(event));
         }
 
         private void onLoop(Runnable task) {

@@ -2,7 +2,6 @@ package dev.herald.live;
 
 import dev.herald.auth.Caller;
 import dev.herald.inbox.InboxItemView;
-import dev.herald.inbox.InboxStore;
 import io.micronaut.core.annotation.Nullable;
 import io.micronaut.http.MediaType;
 import io.micronaut.http.annotation.Controller;
@@ -13,17 +12,11 @@ import io.micronaut.http.sse.Event;
 import io.micronaut.security.annotation.Secured;
 import io.micronaut.security.authentication.Authentication;
 import io.micronaut.security.rules.SecurityRule;
-import io.micronaut.transaction.TransactionOperations;
 import io.swagger.v3.oas.annotations.Operation;
 import io.swagger.v3.oas.annotations.tags.Tag;
 import org.reactivestreams.Publisher;
-import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.core.scheduler.Schedulers;
-
-import java.sql.Connection;
-import java.util.ArrayList;
-import java.util.List;
 
 /**
  * {@code GET /v1/inbox/stream} (user JWT, by header or {@code ?access_token=}): the user's live events as
