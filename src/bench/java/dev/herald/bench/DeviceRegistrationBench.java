@@ -149,7 +149,14 @@ public final class DeviceRegistrationBench {
         port = freePort();
         base = URI.create("http://127.0.0.1:" + port);
         String javaBin = Paths.get(System.getProperty("java.home"), "bin", "java").toString();
-        ProcessBuilder builder = new ProcessBuilder(javaBin, "-Xmx512m", "-jar", jar.toString())
+        List<String> command = new ArrayList<>(List.of(javaBin, "-Xmx512m"));
+        // e.g. -Dbench.serviceJvmArgs=-XX:StartFlightRecording=filename=target/service.jfr to profile the service
+        String extra = System.getProperty("bench.serviceJvmArgs", "");
+        if (!extra.isBlank()) {
+            command.addAll(List.of(extra.trim().split("\\s+")));
+        }
+        command.addAll(List.of("-jar", jar.toString()));
+        ProcessBuilder builder = new ProcessBuilder(command)
                 .redirectErrorStream(true)
                 .redirectOutput(logFile.toFile());
         builder.environment().remove("DATABASE_URL");

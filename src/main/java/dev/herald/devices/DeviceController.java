@@ -6,6 +6,7 @@ import dev.herald.api.JsonBodies;
 import dev.herald.api.Page;
 import dev.herald.auth.Caller;
 import io.micronaut.core.annotation.Nullable;
+import io.micronaut.http.HttpRequest;
 import io.micronaut.http.HttpResponse;
 import io.micronaut.http.HttpStatus;
 import io.micronaut.http.MediaType;
@@ -17,6 +18,7 @@ import io.micronaut.http.annotation.PathVariable;
 import io.micronaut.http.annotation.Put;
 import io.micronaut.http.annotation.QueryValue;
 import io.micronaut.http.annotation.Status;
+import io.micronaut.http.server.netty.NettyHttpRequest;
 import io.micronaut.scheduling.TaskExecutors;
 import io.micronaut.scheduling.annotation.ExecuteOn;
 import io.micronaut.security.annotation.Secured;
@@ -32,6 +34,7 @@ import io.swagger.v3.oas.annotations.tags.Tag;
 import java.time.ZoneId;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
 import java.util.Set;
 import java.util.regex.Pattern;
 
@@ -58,7 +61,8 @@ class DeviceController {
 
     @Put(uri = "/{installationId}", consumes = MediaType.APPLICATION_JSON)
     @Operation(summary = "Register or refresh this installation's push tokens (201 created, 200 updated)")
-    CompletableFuture<HttpResponse<Device>> register(Authentication authentication, @PathVariable String installationId,
+    CompletableFuture<HttpResponse<Device>> register(HttpRequest<?> request, Authentication authentication,
+                                                     @PathVariable String installationId,
                                                      @RequestBody(content = @Content(schema = @Schema(implementation = DeviceRegistration.class)))
                                                      @Body byte[] body) {
         Caller.User user = Caller.of(authentication).requireUser();
@@ -67,7 +71,9 @@ class DeviceController {
         if (registration.timezone() != null && !ZONES.contains(registration.timezone())) {
             throw ApiException.invalid("timezone", "must be an IANA time zone id such as Europe/Paris");
         }
-        return writer.submit(user.userId(), installationId, registration).thenApply(registered -> {
+        // answered on the request's own event loop once stored
+        Executor loop = request instanceof NettyHttpRequest<?> netty ? netty.getChannelHandlerContext().executor() : null;
+        return writer.submit(user.userId(), installationId, registration, loop).thenApply(registered -> {
             meters.counter("herald.devices.registered", "platform", registration.platform().wire(),
                     "outcome", registered.created() ? "created" : "updated").increment();
             return HttpResponse.status(registered.created() ? HttpStatus.CREATED : HttpStatus.OK)

@@ -20,6 +20,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashSet;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -28,6 +29,7 @@ import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 
@@ -77,14 +79,26 @@ public class RegistrationWriter implements AutoCloseable {
         }
     }
 
-    record Pending(DeviceStore.Registration registration, CompletableFuture<DeviceStore.Registered> answer) {
+    /** A queued registration, answered on {@code answerOn} (the request's event loop), else off the writer. */
+    record Pending(DeviceStore.Registration registration, CompletableFuture<DeviceStore.Registered> answer,
+                   Executor answerOn) {
     }
 
     /** Queues a registration; the future completes once it is committed (or fails with the reason). */
     public CompletableFuture<DeviceStore.Registered> submit(String userId, String installationId,
                                                             DeviceRegistration body) {
+        return submit(userId, installationId, body, null);
+    }
+
+    /**
+     * Queues a registration whose future completes on {@code answerOn} once it is committed: given the
+     * request's own event loop, the answer is built and written there, with no thread in between.
+     */
+    public CompletableFuture<DeviceStore.Registered> submit(String userId, String installationId,
+                                                            DeviceRegistration body, Executor answerOn) {
         CompletableFuture<DeviceStore.Registered> answer = new CompletableFuture<>();
-        if (!running || !queue.offer(new Pending(new DeviceStore.Registration(userId, installationId, body), answer))) {
+        if (!running || !queue.offer(new Pending(new DeviceStore.Registration(userId, installationId, body), answer,
+                answerOn))) {
             answer.completeExceptionally(new ApiException(ProblemType.UNAVAILABLE,
                     "Too many registrations are waiting to be stored; retry shortly", List.of(),
                     Map.of("Retry-After", "1")));
@@ -124,13 +138,7 @@ public class RegistrationWriter implements AutoCloseable {
             try {
                 List<DeviceStore.Registered> stored = batchTimes.record(() -> store.registerBatch(
                         batch.stream().map(Pending::registration).toList()));
-                // answering (building and writing each response) happens off the writer thread, which goes
-                // straight back to the database
-                answering.execute(() -> {
-                    for (int i = 0; i < batch.size(); i++) {
-                        batch.get(i).answer().complete(stored.get(i));
-                    }
-                });
+                answer(batch, stored);
             } catch (RuntimeException e) {
                 if (SqlStates.isUniqueViolation(e) || SqlStates.isRetryable(e) || SqlStates.isForeignKeyViolation(e)) {
                     // another writer or node took a token or installation of this batch at the same moment,
@@ -145,6 +153,27 @@ public class RegistrationWriter implements AutoCloseable {
                 }
             }
         }
+    }
+
+    /**
+     * Completes each registration on its request's event loop (one task per loop and batch), the rest on
+     * the blocking pool: building and writing the responses happens off the writer thread, which goes
+     * straight back to the database.
+     */
+    private void answer(List<Pending> batch, List<DeviceStore.Registered> stored) {
+        Map<Executor, List<Integer>> byExecutor = new IdentityHashMap<>();
+        for (int i = 0; i < batch.size(); i++) {
+            Executor executor = batch.get(i).answerOn();
+            byExecutor.computeIfAbsent(executor == null ? answering : executor, e -> new ArrayList<>()).add(i);
+        }
+        byExecutor.forEach((executor, indexes) -> {
+            Runnable complete = () -> indexes.forEach(i -> batch.get(i).answer().complete(stored.get(i)));
+            try {
+                executor.execute(complete);
+            } catch (RejectedExecutionException shutDown) {
+                complete.run(); // the loop is shutting down: answer here rather than leave the request hanging
+            }
+        });
     }
 
     private void writeAlone(Pending pending) {

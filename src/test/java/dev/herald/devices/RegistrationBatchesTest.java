@@ -11,7 +11,8 @@ class RegistrationBatchesTest {
 
     private static RegistrationWriter.Pending pending(String installation, String token, String voip) {
         DeviceRegistration body = new DeviceRegistration("app", Platform.IOS, token, voip, null, null, null, null);
-        return new RegistrationWriter.Pending(new DeviceStore.Registration("u", installation, body), new CompletableFuture<>());
+        return new RegistrationWriter.Pending(new DeviceStore.Registration("u", installation, body), new CompletableFuture<>(),
+                null);
     }
 
     @Test
