@@ -16,6 +16,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /**
  * Registrations are stored in batches: many at once, including the same installation and the same
@@ -26,6 +27,32 @@ class ConcurrentRegistrationTest extends HeraldTest {
 
     @Inject
     Sql sql;
+
+    @Inject
+    DeviceStore store;
+
+    /**
+     * A batch goes to PostgreSQL as one multi-statement round trip; it must still be one transaction:
+     * when its upsert fails, the tokens its first statement took from other installations stay there.
+     */
+    @Test
+    void aBatchWhoseUpsertFailsTakesNoTokenFromAnotherInstallation() {
+        Fixtures.Tenant tenant = fixtures.tenant();
+        String token = Fixtures.apnsToken();
+        String holder = "holder-" + tenant.app();
+        assertThat(api.put("/v1/devices/" + holder, tenant.userToken(), Fixtures.iosDevice(tenant.app(), token)).status())
+                .isEqualTo(201);
+        DeviceRegistration intoNoApp = new DeviceRegistration("no-such-app-" + tenant.app(), Platform.IOS, token,
+                null, null, null, null, null);
+
+        assertThatThrownBy(() -> store.registerBatch(List.of(
+                new DeviceStore.Registration(tenant.userId(), "taker-" + tenant.app(), intoNoApp))))
+                .as("the upsert breaks the app foreign key").isInstanceOf(RuntimeException.class);
+
+        assertThat(sql.string("SELECT push_token FROM devices WHERE installation_id = ?", holder)).isEqualTo(token);
+        assertThat(sql.count("SELECT count(*) FROM devices WHERE installation_id = ?", "taker-" + tenant.app()))
+                .isZero();
+    }
 
     @Test
     void aBurstOfRegistrationsIsStoredAndAnsweredOneByOne() throws Exception {
