@@ -2,6 +2,7 @@ package dev.herald.devices;
 
 import dev.herald.api.ApiException;
 import dev.herald.api.Cursors;
+import dev.herald.api.EventLoopAnswers;
 import dev.herald.api.JsonBodies;
 import dev.herald.api.Page;
 import dev.herald.auth.Caller;
@@ -18,7 +19,6 @@ import io.micronaut.http.annotation.PathVariable;
 import io.micronaut.http.annotation.Put;
 import io.micronaut.http.annotation.QueryValue;
 import io.micronaut.http.annotation.Status;
-import io.micronaut.http.server.netty.NettyHttpRequest;
 import io.micronaut.scheduling.TaskExecutors;
 import io.micronaut.scheduling.annotation.ExecuteOn;
 import io.micronaut.security.annotation.Secured;
@@ -34,7 +34,6 @@ import io.swagger.v3.oas.annotations.tags.Tag;
 import java.time.ZoneId;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.Executor;
 import java.util.Set;
 import java.util.regex.Pattern;
 
@@ -72,13 +71,13 @@ class DeviceController {
             throw ApiException.invalid("timezone", "must be an IANA time zone id such as Europe/Paris");
         }
         // answered on the request's own event loop once stored
-        Executor loop = request instanceof NettyHttpRequest<?> netty ? netty.getChannelHandlerContext().executor() : null;
-        return writer.submit(user.userId(), installationId, registration, loop).thenApply(registered -> {
-            meters.counter("herald.devices.registered", "platform", registration.platform().wire(),
-                    "outcome", registered.created() ? "created" : "updated").increment();
-            return HttpResponse.status(registered.created() ? HttpStatus.CREATED : HttpStatus.OK)
-                    .body(registered.device());
-        });
+        return writer.submit(user.userId(), installationId, registration, EventLoopAnswers.loopOf(request))
+                .thenApply(registered -> {
+                    meters.counter("herald.devices.registered", "platform", registration.platform().wire(),
+                            "outcome", registered.created() ? "created" : "updated").increment();
+                    return HttpResponse.status(registered.created() ? HttpStatus.CREATED : HttpStatus.OK)
+                            .body(registered.device());
+                });
     }
 
     @Get

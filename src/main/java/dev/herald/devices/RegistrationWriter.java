@@ -3,6 +3,7 @@ package dev.herald.devices;
 import com.github.benmanes.caffeine.cache.Cache;
 import com.github.benmanes.caffeine.cache.Caffeine;
 import dev.herald.api.ApiException;
+import dev.herald.api.EventLoopAnswers;
 import dev.herald.api.ProblemType;
 import dev.herald.api.SqlStates;
 import io.micrometer.core.instrument.DistributionSummary;
@@ -20,7 +21,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashSet;
-import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -29,7 +29,6 @@ import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 
@@ -156,24 +155,12 @@ public class RegistrationWriter implements AutoCloseable {
     }
 
     /**
-     * Completes each registration on its request's event loop (one task per loop and batch), the rest on
-     * the blocking pool: building and writing the responses happens off the writer thread, which goes
-     * straight back to the database.
+     * Completes each registration on its request's event loop, the rest on the blocking pool: building
+     * and writing the responses happens off the writer thread, which goes straight back to the database.
      */
     private void answer(List<Pending> batch, List<DeviceStore.Registered> stored) {
-        Map<Executor, List<Integer>> byExecutor = new IdentityHashMap<>();
-        for (int i = 0; i < batch.size(); i++) {
-            Executor executor = batch.get(i).answerOn();
-            byExecutor.computeIfAbsent(executor == null ? answering : executor, e -> new ArrayList<>()).add(i);
-        }
-        byExecutor.forEach((executor, indexes) -> {
-            Runnable complete = () -> indexes.forEach(i -> batch.get(i).answer().complete(stored.get(i)));
-            try {
-                executor.execute(complete);
-            } catch (RejectedExecutionException shutDown) {
-                complete.run(); // the loop is shutting down: answer here rather than leave the request hanging
-            }
-        });
+        EventLoopAnswers.completeEach(batch.size(), i -> batch.get(i).answerOn(), answering,
+                i -> batch.get(i).answer().complete(stored.get(i)));
     }
 
     private void writeAlone(Pending pending) {

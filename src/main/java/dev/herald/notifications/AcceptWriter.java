@@ -1,12 +1,14 @@
 package dev.herald.notifications;
 
 import dev.herald.api.ApiException;
+import dev.herald.api.EventLoopAnswers;
 import dev.herald.api.ProblemType;
 import dev.herald.api.SqlStates;
 import dev.herald.delivery.PushWorker;
 import dev.herald.delivery.WorkSignals;
 import io.micrometer.core.instrument.DistributionSummary;
 import io.micrometer.core.instrument.MeterRegistry;
+import io.micronaut.core.annotation.Nullable;
 import io.micronaut.scheduling.TaskExecutors;
 import io.micronaut.transaction.TransactionOperations;
 import jakarta.annotation.PreDestroy;
@@ -23,6 +25,7 @@ import java.util.Optional;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.TimeUnit;
 
@@ -64,12 +67,15 @@ class AcceptWriter implements AutoCloseable {
         writer.start();
     }
 
-    private record Pending(NotificationService.Incoming incoming, CompletableFuture<NotificationService.Accepted> answer) {
+    /** A queued notification, answered on {@code answerOn} (its request's event loop), else off the writer. */
+    private record Pending(NotificationService.Incoming incoming, CompletableFuture<NotificationService.Accepted> answer,
+                           @Nullable Executor answerOn) {
     }
 
-    CompletableFuture<NotificationService.Accepted> submit(NotificationService.Incoming incoming) {
+    CompletableFuture<NotificationService.Accepted> submit(NotificationService.Incoming incoming,
+                                                           @Nullable Executor answerOn) {
         CompletableFuture<NotificationService.Accepted> answer = new CompletableFuture<>();
-        if (!running || !queue.offer(new Pending(incoming, answer))) {
+        if (!running || !queue.offer(new Pending(incoming, answer, answerOn))) {
             answer.completeExceptionally(new ApiException(ProblemType.UNAVAILABLE,
                     "Too many notifications are waiting to be stored; retry shortly", List.of(),
                     Map.of("Retry-After", "1")));
@@ -123,17 +129,17 @@ class AcceptWriter implements AutoCloseable {
             }
         }
         List<Object> settled = answers;
-        // handing pushes over and answering happen off this thread, which goes straight back to the database
-        answering.execute(() -> {
-            // answer every request first: nothing after its commit may hold up its 202
-            for (int i = 0; i < batch.size(); i++) {
-                Object answer = settled.get(i);
-                if (answer instanceof NotificationService.Accepted accepted) {
-                    batch.get(i).answer().complete(accepted);
-                } else {
-                    batch.get(i).answer().completeExceptionally((Throwable) answer);
-                }
+        // answering (on each request's event loop) and handing pushes over happen off this thread, which
+        // goes straight back to the database; every request is answered first: nothing after its commit
+        // may hold up its 202
+        EventLoopAnswers.completeEach(batch.size(), i -> batch.get(i).answerOn(), answering, i -> {
+            if (settled.get(i) instanceof NotificationService.Accepted accepted) {
+                batch.get(i).answer().complete(accepted);
+            } else {
+                batch.get(i).answer().completeExceptionally((Throwable) settled.get(i));
             }
+        });
+        answering.execute(() -> {
             boolean routeJobs = false;
             for (Object answer : settled) {
                 if (answer instanceof NotificationService.Accepted accepted && !accepted.replay()) {

@@ -2,6 +2,7 @@ package dev.herald.notifications;
 
 import dev.herald.api.ApiException;
 import dev.herald.api.Cursors;
+import dev.herald.api.EventLoopAnswers;
 import dev.herald.api.Page;
 import dev.herald.api.JsonBodies;
 import dev.herald.auth.Caller;
@@ -9,6 +10,7 @@ import dev.herald.auth.Scope;
 import dev.herald.delivery.DeliveryStore;
 import dev.herald.delivery.DeliveryView;
 import io.micronaut.core.annotation.Nullable;
+import io.micronaut.http.HttpRequest;
 import io.micronaut.http.HttpResponse;
 import io.micronaut.http.HttpStatus;
 import io.micronaut.http.MediaType;
@@ -69,12 +71,13 @@ class NotificationController {
     @Post(consumes = MediaType.APPLICATION_JSON)
     @Operation(summary = "Send a notification to users, devices or tags of the key's app (202 once stored)")
     CompletableFuture<HttpResponse<NotificationViews.AcceptedView>> send(
+            HttpRequest<?> request,
             Authentication authentication,
             @Nullable @Header("Idempotency-Key") String idempotencyKey,
             @RequestBody(content = @Content(schema = @Schema(ref = "https://herald.dev/schema/notification-request.schema.json")))
             @Body byte[] body) {
         Caller.AppKey key = Caller.of(authentication).requireScope(Scope.SEND);
-        return intake.accept(key, body, idempotencyKey, "Idempotency-Key").thenApply(accepted ->
+        return intake.accept(key, body, idempotencyKey, "Idempotency-Key", EventLoopAnswers.loopOf(request)).thenApply(accepted ->
                 HttpResponse.<NotificationViews.AcceptedView>status(HttpStatus.ACCEPTED)
                         .body(new NotificationViews.AcceptedView(accepted.id(), accepted.status(), accepted.recipients())));
     }

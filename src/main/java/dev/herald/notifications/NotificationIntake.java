@@ -16,6 +16,7 @@ import java.time.Instant;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
 import java.util.regex.Pattern;
 
 /**
@@ -44,10 +45,12 @@ public class NotificationIntake {
 
     /**
      * Validates and stores one notification of the key's app; {@code idempotencyField} names the
-     * idempotency key in errors (a header over HTTP, a field in a stream entry).
+     * idempotency key in errors (a header over HTTP, a field in a stream entry). The answer completes on
+     * {@code answerOn} (the request's event loop) when given.
      */
     public CompletableFuture<NotificationService.Accepted> accept(Caller.AppKey key, byte[] body,
-                                                                  @Nullable String idempotencyKey, String idempotencyField) {
+                                                                  @Nullable String idempotencyKey, String idempotencyField,
+                                                                  @Nullable Executor answerOn) {
         if (idempotencyKey != null && !IDEMPOTENCY_KEY.matcher(idempotencyKey).matches()) {
             throw ApiException.invalid(idempotencyField, "must be 1 to 255 printable ASCII characters");
         }
@@ -55,13 +58,14 @@ public class NotificationIntake {
         Instant now = clock.instant();
         NotificationRequest request = NotificationRequests.parse(node, now);
         checkPayloadSizes(request, now);
-        return writer.submit(new NotificationService.Incoming(key, node, request, idempotencyKey, now)).thenApply(accepted -> {
-            if (!accepted.replay()) {
-                meters.counter("herald.notifications.accepted", "app", key.appId(),
-                        "target", request.target().kind().wire()).increment();
-            }
-            return accepted;
-        });
+        return writer.submit(new NotificationService.Incoming(key, node, request, idempotencyKey, now), answerOn)
+                .thenApply(accepted -> {
+                    if (!accepted.replay()) {
+                        meters.counter("herald.notifications.accepted", "app", key.appId(),
+                                "target", request.target().kind().wire()).increment();
+                    }
+                    return accepted;
+                });
     }
 
     /** 413 when any recipient's APNs or FCM payload would be over the gateway's limit. */

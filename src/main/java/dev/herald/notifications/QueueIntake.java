@@ -271,7 +271,7 @@ class QueueIntake implements AutoCloseable {
         }
         String idempotencyKey = fields.get("idempotencyKey");
         return intake.accept(appKey, body.getBytes(StandardCharsets.UTF_8),
-                idempotencyKey != null ? idempotencyKey : STREAM + "/" + entry.getId(), "idempotencyKey");
+                idempotencyKey != null ? idempotencyKey : STREAM + "/" + entry.getId(), "idempotencyKey", null);
     }
 
     /** The database is away: the entry waits, unacknowledged. */
