@@ -7,6 +7,7 @@ import dev.herald.api.ProblemType;
 import dev.herald.apns.ApnsPayloads;
 import dev.herald.auth.Caller;
 import dev.herald.fcm.FcmPayloads;
+import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micronaut.core.annotation.Nullable;
 import jakarta.inject.Singleton;
@@ -16,6 +17,7 @@ import java.time.Instant;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
 import java.util.regex.Pattern;
 
@@ -35,6 +37,8 @@ public class NotificationIntake {
     private final JsonBodies bodies;
     private final Clock clock;
     private final MeterRegistry meters;
+    /** {@code herald.notifications.accepted} by app and target kind, looked up once each. */
+    private final Map<String, Counter[]> acceptedCounters = new ConcurrentHashMap<>();
 
     NotificationIntake(AcceptWriter writer, JsonBodies bodies, Clock clock, MeterRegistry meters) {
         this.writer = writer;
@@ -61,11 +65,20 @@ public class NotificationIntake {
         return writer.submit(new NotificationService.Incoming(key, node, request, idempotencyKey, now), answerOn)
                 .thenApply(accepted -> {
                     if (!accepted.replay()) {
-                        meters.counter("herald.notifications.accepted", "app", key.appId(),
-                                "target", request.target().kind().wire()).increment();
+                        accepted(key.appId(), request.target().kind()).increment();
                     }
                     return accepted;
                 });
+    }
+
+    private Counter accepted(String appId, Target.Kind kind) {
+        Counter[] byKind = acceptedCounters.computeIfAbsent(appId, app -> new Counter[Target.Kind.values().length]);
+        Counter counter = byKind[kind.ordinal()];
+        if (counter == null) { // two threads may both look it up: the registry answers both with the same counter
+            counter = meters.counter("herald.notifications.accepted", "app", appId, "target", kind.wire());
+            byKind[kind.ordinal()] = counter;
+        }
+        return counter;
     }
 
     /** 413 when any recipient's APNs or FCM payload would be over the gateway's limit. */
