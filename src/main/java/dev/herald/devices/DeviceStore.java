@@ -1,6 +1,5 @@
 package dev.herald.devices;
 
-import io.micronaut.data.connection.annotation.Connectable;
 import io.micronaut.data.jdbc.runtime.JdbcOperations;
 import io.micronaut.transaction.annotation.Transactional;
 import jakarta.inject.Singleton;
@@ -88,14 +87,14 @@ public class DeviceStore {
     }
 
     /**
-     * Registers a batch in one round trip to PostgreSQL and one transaction: tokens are taken from
-     * other installations, then every installation is inserted or updated. The two or three statements
-     * go out together (pgjdbc sends a multi-statement query with a single Sync, which PostgreSQL runs
-     * as one implicit transaction: all of it commits or none of it), because on a busy machine each
-     * further round trip costs the writer and the database backend another wait for a CPU. The batch
-     * must not name an installation, a push token or a VoIP token twice. Answers in the batch's order.
+     * Registers a batch in one transaction: tokens are taken from other installations, then every
+     * installation is inserted or updated. The two or three statements go out as one multi-statement
+     * query (usually one round trip, plus the commit's). The transaction is what makes them all or
+     * nothing: pgjdbc may send a Sync between them once they are prepared on the server, and in
+     * autocommit that would commit the token updates alone. The batch must not name an installation,
+     * a push token or a VoIP token twice. Answers in the batch's order.
      */
-    @Connectable
+    @Transactional
     public List<Registered> registerBatch(List<Registration> batch) {
         Timestamp now = Timestamp.from(clock.instant());
         int n = batch.size();

@@ -129,9 +129,10 @@ class AcceptWriter implements AutoCloseable {
             }
         }
         List<Object> settled = answers;
-        // answering (on each request's event loop) and handing pushes over happen off this thread, which
-        // goes straight back to the database; every request is answered first: nothing after its commit
-        // may hold up its 202
+        // answering (on each request's event loop) and handing pushes over (on the pool) happen off this
+        // thread, which goes straight back to the database; the answers are posted first and run apart from
+        // the hand-offs, so none holds up a 202 (a push may reach its gateway before its 202 is written:
+        // both come after the commit)
         EventLoopAnswers.completeEach(batch.size(), i -> batch.get(i).answerOn(), answering, i -> {
             if (settled.get(i) instanceof NotificationService.Accepted accepted) {
                 batch.get(i).answer().complete(accepted);

@@ -32,26 +32,30 @@ class ConcurrentRegistrationTest extends HeraldTest {
     DeviceStore store;
 
     /**
-     * A batch goes to PostgreSQL as one multi-statement round trip; it must still be one transaction:
-     * when its upsert fails, the tokens its first statement took from other installations stay there.
+     * A batch's statements go to PostgreSQL together; they must still be one transaction: when its
+     * upsert fails, the tokens its first statement took from other installations stay there. Repeated
+     * from one thread, so the pool hands it the same connection again and the statements run both
+     * before and after pgjdbc prepares them on the server (its fifth use), when it may send them apart.
      */
     @Test
     void aBatchWhoseUpsertFailsTakesNoTokenFromAnotherInstallation() {
         Fixtures.Tenant tenant = fixtures.tenant();
-        String token = Fixtures.apnsToken();
-        String holder = "holder-" + tenant.app();
-        assertThat(api.put("/v1/devices/" + holder, tenant.userToken(), Fixtures.iosDevice(tenant.app(), token)).status())
-                .isEqualTo(201);
-        DeviceRegistration intoNoApp = new DeviceRegistration("no-such-app-" + tenant.app(), Platform.IOS, token,
-                null, null, null, null, null);
+        for (int attempt = 0; attempt < 12; attempt++) {
+            String token = Fixtures.apnsToken();
+            String holder = "holder-" + attempt + "-" + tenant.app();
+            assertThat(api.put("/v1/devices/" + holder, tenant.userToken(), Fixtures.iosDevice(tenant.app(), token))
+                    .status()).isEqualTo(201);
+            DeviceRegistration intoNoApp = new DeviceRegistration("no-such-app-" + tenant.app(), Platform.IOS, token,
+                    null, null, null, null, null);
+            String taker = "taker-" + attempt + "-" + tenant.app();
 
-        assertThatThrownBy(() -> store.registerBatch(List.of(
-                new DeviceStore.Registration(tenant.userId(), "taker-" + tenant.app(), intoNoApp))))
-                .as("the upsert breaks the app foreign key").isInstanceOf(RuntimeException.class);
+            assertThatThrownBy(() -> store.registerBatch(List.of(new DeviceStore.Registration(tenant.userId(), taker,
+                    intoNoApp)))).as("the upsert breaks the app foreign key").isInstanceOf(RuntimeException.class);
 
-        assertThat(sql.string("SELECT push_token FROM devices WHERE installation_id = ?", holder)).isEqualTo(token);
-        assertThat(sql.count("SELECT count(*) FROM devices WHERE installation_id = ?", "taker-" + tenant.app()))
-                .isZero();
+            assertThat(sql.string("SELECT push_token FROM devices WHERE installation_id = ?", holder))
+                    .as("attempt %d", attempt).isEqualTo(token);
+            assertThat(sql.count("SELECT count(*) FROM devices WHERE installation_id = ?", taker)).isZero();
+        }
     }
 
     @Test
