@@ -10,6 +10,7 @@ import io.micrometer.core.instrument.DistributionSummary;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import io.micronaut.context.annotation.Value;
+import io.micronaut.core.annotation.Nullable;
 import io.micronaut.scheduling.TaskExecutors;
 import jakarta.annotation.PreDestroy;
 import jakarta.inject.Named;
@@ -80,21 +81,16 @@ public class RegistrationWriter implements AutoCloseable {
 
     /** A queued registration, answered on {@code answerOn} (the request's event loop), else off the writer. */
     record Pending(DeviceStore.Registration registration, CompletableFuture<DeviceStore.Registered> answer,
-                   Executor answerOn) {
-    }
-
-    /** Queues a registration; the future completes once it is committed (or fails with the reason). */
-    public CompletableFuture<DeviceStore.Registered> submit(String userId, String installationId,
-                                                            DeviceRegistration body) {
-        return submit(userId, installationId, body, null);
+                   @Nullable Executor answerOn) {
     }
 
     /**
-     * Queues a registration whose future completes on {@code answerOn} once it is committed: given the
-     * request's own event loop, the answer is built and written there, with no thread in between.
+     * Queues a registration whose future completes once it is committed (or fails with the reason), on
+     * {@code answerOn} when given: the request's own event loop, so the answer is built and written there
+     * with no thread in between.
      */
     public CompletableFuture<DeviceStore.Registered> submit(String userId, String installationId,
-                                                            DeviceRegistration body, Executor answerOn) {
+                                                            DeviceRegistration body, @Nullable Executor answerOn) {
         CompletableFuture<DeviceStore.Registered> answer = new CompletableFuture<>();
         if (!running || !queue.offer(new Pending(new DeviceStore.Registration(userId, installationId, body), answer,
                 answerOn))) {

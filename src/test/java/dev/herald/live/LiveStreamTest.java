@@ -192,8 +192,7 @@ class LiveStreamTest extends GatewayTest {
 
     /** The node's {@code herald_live_streams} gauge. */
     private double openStreams() {
-        return api.get("/metrics", null).body().lines().filter(l -> l.startsWith("herald_live_streams "))
-                .mapToDouble(l -> Double.parseDouble(l.substring(l.indexOf(' ') + 1))).findFirst().orElse(-1);
+        return Api.metric(api.get("/metrics", null).body(), "herald_live_streams").orElse(-1);
     }
 
     /**

@@ -35,24 +35,17 @@ class OperationsTest extends HeraldTest {
         Fixtures.Tenant tenant = fixtures.tenant();
         String token = Fixtures.apnsToken();
         String created = "herald_devices_registered_total{outcome=\"created\",platform=\"ios\"}";
-        double before = sample(api.get("/metrics", null).body(), created);
+        double before = Api.metric(api.get("/metrics", null).body(), created).orElse(0);
         api.put("/v1/devices/" + Fixtures.unique("m"), tenant.userToken(), Fixtures.iosDevice(tenant.app(), token));
 
         Api.Response metrics = api.get("/metrics", null);
 
         assertThat(metrics.status()).isEqualTo(200);
         assertThat(metrics.contentType()).startsWith("text/plain");
-        assertThat(sample(metrics.body(), created)).as(created).isGreaterThanOrEqualTo(before + 1);
+        assertThat(Api.metric(metrics.body(), created).orElse(0)).as(created).isGreaterThanOrEqualTo(before + 1);
         assertThat(metrics.body()).contains("http_server_requests_seconds_count")
                 .contains("jvm_memory_used_bytes")
                 .doesNotContain(token).doesNotContain(tenant.userId());
-    }
-
-    /** The value of one Prometheus sample ({@code name{labels}}), 0 when it is not there yet. */
-    private static double sample(String exposition, String series) {
-        return exposition.lines().filter(line -> line.startsWith(series + " "))
-                .mapToDouble(line -> Double.parseDouble(line.substring(series.length() + 1).trim()))
-                .findFirst().orElse(0);
     }
 
     @Test

@@ -44,6 +44,12 @@ public final class Api {
         }
     }
 
+    /** One sample of a Prometheus exposition ({@code name} or {@code name{labels}}), empty when it is not there. */
+    public static java.util.OptionalDouble metric(String exposition, String series) {
+        return exposition.lines().filter(line -> line.startsWith(series + " "))
+                .mapToDouble(line -> Double.parseDouble(line.substring(series.length() + 1).trim())).findFirst();
+    }
+
     public Response get(String path, String bearer) {
         return send("GET", path, bearer, null, null);
     }
