@@ -2,6 +2,7 @@ package dev.herald.auth;
 
 import com.github.benmanes.caffeine.cache.Cache;
 import com.github.benmanes.caffeine.cache.Caffeine;
+import io.micronaut.core.annotation.Nullable;
 import io.micronaut.core.async.publisher.Publishers;
 import io.micronaut.core.order.Ordered;
 import io.micronaut.http.HttpRequest;
@@ -40,6 +41,15 @@ public final class VerifiedTokenCache implements TokenValidator<HttpRequest<?>> 
     }
 
     private record Verified(Authentication authentication, long expiresAtMillis) {
+    }
+
+    /**
+     * The caller of {@code token} when it was verified before and has not expired since, without
+     * verifying anything now; null otherwise (then only {@link #validateToken} can tell).
+     */
+    public @Nullable Authentication remembered(String token) {
+        Verified known = verified.getIfPresent(token);
+        return known != null && clock.millis() < known.expiresAtMillis() ? known.authentication() : null;
     }
 
     @Override

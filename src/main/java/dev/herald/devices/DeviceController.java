@@ -24,8 +24,6 @@ import io.micronaut.scheduling.annotation.ExecuteOn;
 import io.micronaut.security.annotation.Secured;
 import io.micronaut.security.authentication.Authentication;
 import io.micronaut.security.rules.SecurityRule;
-import io.micrometer.core.instrument.Counter;
-import io.micrometer.core.instrument.MeterRegistry;
 import io.swagger.v3.oas.annotations.Operation;
 import io.swagger.v3.oas.annotations.media.Content;
 import io.swagger.v3.oas.annotations.media.Schema;
@@ -33,9 +31,7 @@ import io.swagger.v3.oas.annotations.parameters.RequestBody;
 import io.swagger.v3.oas.annotations.tags.Tag;
 
 import java.time.ZoneId;
-import java.util.EnumMap;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.Set;
 import java.util.regex.Pattern;
@@ -47,23 +43,16 @@ import java.util.regex.Pattern;
 class DeviceController {
 
     static final Pattern INSTALLATION_ID = Pattern.compile("[A-Za-z0-9._-]{1,128}");
-    private static final Set<String> ZONES = ZoneId.getAvailableZoneIds();
+    static final Set<String> ZONES = ZoneId.getAvailableZoneIds();
 
     private final DeviceStore store;
     private final RegistrationWriter writer;
     private final JsonBodies bodies;
-    /** {@code herald.devices.registered} by platform and outcome (created, updated), looked up once. */
-    private final Map<Platform, Counter[]> registered = new EnumMap<>(Platform.class);
 
-    DeviceController(DeviceStore store, RegistrationWriter writer, JsonBodies bodies, MeterRegistry meters) {
+    DeviceController(DeviceStore store, RegistrationWriter writer, JsonBodies bodies) {
         this.store = store;
         this.writer = writer;
         this.bodies = bodies;
-        for (Platform platform : Platform.values()) {
-            registered.put(platform, new Counter[] {
-                    meters.counter("herald.devices.registered", "platform", platform.wire(), "outcome", "created"),
-                    meters.counter("herald.devices.registered", "platform", platform.wire(), "outcome", "updated")});
-        }
     }
 
     @Put(uri = "/{installationId}", consumes = MediaType.APPLICATION_JSON)
@@ -80,11 +69,8 @@ class DeviceController {
         }
         // answered on the request's own event loop once stored
         return writer.submit(user.userId(), installationId, registration, EventLoopAnswers.loopOf(request))
-                .thenApply(registered -> {
-                    this.registered.get(registration.platform())[registered.created() ? 0 : 1].increment();
-                    return HttpResponse.status(registered.created() ? HttpStatus.CREATED : HttpStatus.OK)
-                            .body(registered.device());
-                });
+                .thenApply(registered -> HttpResponse.status(registered.created() ? HttpStatus.CREATED : HttpStatus.OK)
+                        .body(registered.device()));
     }
 
     @Get

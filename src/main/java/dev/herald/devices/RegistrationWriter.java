@@ -6,6 +6,7 @@ import dev.herald.api.ApiException;
 import dev.herald.api.EventLoopAnswers;
 import dev.herald.api.ProblemType;
 import dev.herald.api.SqlStates;
+import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.DistributionSummary;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
@@ -21,6 +22,7 @@ import org.slf4j.LoggerFactory;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.EnumMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -59,6 +61,8 @@ public class RegistrationWriter implements AutoCloseable {
     private final Timer batchTimes;
     private final List<Thread> writers = new ArrayList<>();
     private final Executor answering;
+    /** {@code herald.devices.registered} by platform and outcome (created, updated), looked up once. */
+    private final Map<Platform, Counter[]> registered = new EnumMap<>(Platform.class);
     private volatile boolean running = true;
 
     RegistrationWriter(DeviceStore store, MeterRegistry meters,
@@ -68,6 +72,11 @@ public class RegistrationWriter implements AutoCloseable {
         this.answering = answering;
         this.batchSizes = DistributionSummary.builder("herald.devices.registration.batch")
                 .description("Registrations stored per transaction").register(meters);
+        for (Platform platform : Platform.values()) {
+            registered.put(platform, new Counter[] {
+                    meters.counter("herald.devices.registered", "platform", platform.wire(), "outcome", "created"),
+                    meters.counter("herald.devices.registered", "platform", platform.wire(), "outcome", "updated")});
+        }
         this.batchTimes = Timer.builder("herald.devices.registration.batch.time")
                 .description("Time to store one batch of registrations, commit included")
                 .publishPercentiles(0.5, 0.99).register(meters);
@@ -155,15 +164,24 @@ public class RegistrationWriter implements AutoCloseable {
      * and writing the responses happens off the writer thread, which goes straight back to the database.
      */
     private void answer(List<Pending> batch, List<DeviceStore.Registered> stored) {
+        for (int i = 0; i < batch.size(); i++) {
+            count(batch.get(i).registration().body().platform(), stored.get(i));
+        }
         EventLoopAnswers.completeEach(batch.size(), i -> batch.get(i).answerOn(), answering,
                 i -> batch.get(i).answer().complete(stored.get(i)));
+    }
+
+    private void count(Platform platform, DeviceStore.Registered stored) {
+        registered.get(platform)[stored.created() ? 0 : 1].increment();
     }
 
     private void writeAlone(Pending pending) {
         DeviceStore.Registration r = pending.registration();
         for (int attempt = 1; ; attempt++) {
             try {
-                pending.answer().complete(store.registerBatch(List.of(r)).get(0));
+                DeviceStore.Registered stored = store.registerBatch(List.of(r)).get(0);
+                count(r.body().platform(), stored);
+                pending.answer().complete(stored);
                 return;
             } catch (RuntimeException e) {
                 if (SqlStates.isForeignKeyViolation(e)) {

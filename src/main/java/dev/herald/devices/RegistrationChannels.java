@@ -1,0 +1,369 @@
+package dev.herald.devices;
+
+import io.micronaut.context.BeanProvider;
+import io.micronaut.context.annotation.Requires;
+import io.micronaut.context.event.BeanCreatedEvent;
+import io.micronaut.context.event.BeanCreatedEventListener;
+import io.micronaut.http.netty.channel.ChannelPipelineCustomizer;
+import io.micronaut.http.server.netty.NettyServerCustomizer;
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelDuplexHandler;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelPipeline;
+import io.netty.channel.ChannelPromise;
+import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.HttpContent;
+import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpHeaderValues;
+import io.netty.handler.codec.http.HttpHeaders;
+import io.netty.handler.codec.http.HttpMethod;
+import io.netty.handler.codec.http.HttpRequest;
+import io.netty.handler.codec.http.HttpResponse;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpStatusClass;
+import io.netty.handler.codec.http.HttpUtil;
+import io.netty.handler.codec.http.HttpVersion;
+import io.netty.handler.codec.http.LastHttpContent;
+import io.netty.util.ReferenceCountUtil;
+import jakarta.inject.Singleton;
+
+import java.time.ZoneOffset;
+import java.time.ZonedDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletionStage;
+
+/**
+ * Serves {@code PUT /v1/devices/{installationId}} on HTTP/1.1 connections straight from Netty, as
+ * {@code live.StreamChannels} serves streams: the request is read here, checked and stored through
+ * {@link DirectRegistrations}, and answered with the status, headers and body {@link DeviceController}
+ * would give, without Micronaut's routing, filters and reactive body handling on the way, which cost
+ * more event-loop time per registration than everything else together.
+ *
+ * <p>Only the common case is served here: an HTTP/1.1 PUT of a JSON body up to {@value #MAX_BODY} bytes,
+ * with a user token verified before, on a connection where Micronaut owes no answer. Everything else, and
+ * whatever {@link DirectRegistrations} declines (a bad body, a user over their limit, a failed write),
+ * goes on to Micronaut, which answers it as usual. While a registration is served here, nothing more is
+ * read from its connection; requests pipelined behind it are read, in order, once it was answered.
+ * {@code herald.devices.direct=false} leaves every registration to Micronaut.
+ */
+@Singleton
+@Requires(property = "herald.devices.direct", notEquals = "false")
+class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustomizer.Registry> {
+
+    static final String HANDLER = "herald-registration";
+    /** Where {@code live.StreamChannels} puts its handler: this one goes behind it. */
+    private static final String STREAM_HANDLER = "herald-stream";
+    private static final String PREFIX = "/v1/devices/";
+    static final int MAX_BODY = 16 * 1024;
+
+    private final BeanProvider<DirectRegistrations> provider;
+    private volatile DirectRegistrations registrations;
+
+    // the listener is created with the server; what it uses is looked up at the first registration
+    RegistrationChannels(BeanProvider<DirectRegistrations> provider) {
+        this.provider = provider;
+    }
+
+    private DirectRegistrations registrations() {
+        DirectRegistrations known = registrations;
+        if (known == null) {
+            known = provider.get();
+            registrations = known;
+        }
+        return known;
+    }
+
+    @Override
+    public NettyServerCustomizer.Registry onCreated(BeanCreatedEvent<NettyServerCustomizer.Registry> event) {
+        event.getBean().register(new Customizer(null));
+        return event.getBean();
+    }
+
+    /** Puts a {@link Handler} behind the HTTP/1.1 codec (and the stream handler) of every connection. */
+    private final class Customizer implements NettyServerCustomizer {
+        private final Channel channel;
+
+        Customizer(Channel channel) {
+            this.channel = channel;
+        }
+
+        @Override
+        public NettyServerCustomizer specializeForChannel(Channel channel, ChannelRole role) {
+            return role == ChannelRole.CONNECTION ? new Customizer(channel) : this;
+        }
+
+        @Override
+        public void onStreamPipelineBuilt() {
+            if (channel == null) {
+                return;
+            }
+            ChannelPipeline pipeline = channel.pipeline();
+            if (pipeline.get(ChannelPipelineCustomizer.HANDLER_HTTP_SERVER_CODEC) != null
+                    && pipeline.get(ChannelPipelineCustomizer.HANDLER_MICRONAUT_INBOUND) != null
+                    && pipeline.get(HANDLER) == null) {
+                // behind the stream handler when there is one: a stream that takes its connection drops this
+                String before = pipeline.get(STREAM_HANDLER) != null
+                        ? STREAM_HANDLER : ChannelPipelineCustomizer.HANDLER_HTTP_SERVER_CODEC;
+                pipeline.addAfter(before, HANDLER, new Handler());
+            }
+        }
+    }
+
+    /** The installation id of a registration this handler may serve, or null when Micronaut is to have it. */
+    static String installationId(HttpRequest request) {
+        if (request.method() != HttpMethod.PUT || request.protocolVersion() != HttpVersion.HTTP_1_1
+                || !request.decoderResult().isSuccess()) {
+            return null;
+        }
+        String uri = request.uri();
+        if (!uri.startsWith(PREFIX) || uri.indexOf('/', PREFIX.length()) >= 0 || uri.indexOf('?') >= 0) {
+            return null;
+        }
+        HttpHeaders headers = request.headers();
+        String contentType = headers.get(HttpHeaderNames.CONTENT_TYPE);
+        long length = HttpUtil.getContentLength(request, -1L);
+        if (contentType == null || !(contentType.equalsIgnoreCase("application/json")
+                || contentType.regionMatches(true, 0, "application/json;", 0, 17))
+                || length < 0 || length > MAX_BODY
+                || headers.contains(HttpHeaderNames.EXPECT) || headers.contains(HttpHeaderNames.TRANSFER_ENCODING)
+                || bearer(request) == null) {
+            return null;
+        }
+        String id = uri.substring(PREFIX.length());
+        return id.equals(".") || id.equals("..") ? null : id;
+    }
+
+    private static String bearer(HttpRequest request) {
+        String authorization = request.headers().get(HttpHeaderNames.AUTHORIZATION);
+        if (authorization == null || !authorization.regionMatches(true, 0, "Bearer ", 0, 7)) {
+            return null;
+        }
+        String token = authorization.substring(7).trim();
+        return token.isEmpty() ? null : token;
+    }
+
+    /** The {@code date} header, formatted once a second. */
+    private static final class Dates {
+        private static volatile long second;
+        private static volatile String formatted = "";
+
+        static String now() {
+            long now = System.currentTimeMillis() / 1000;
+            String known = formatted;
+            if (now != second || known.isEmpty()) {
+                known = DateTimeFormatter.RFC_1123_DATE_TIME.format(
+                        ZonedDateTime.ofInstant(java.time.Instant.ofEpochSecond(now), ZoneOffset.UTC));
+                formatted = known;
+                second = now;
+            }
+            return known;
+        }
+    }
+
+    /**
+     * One connection's registration handler. Passes everything to Micronaut until a registration it may
+     * serve arrives; holds that request and its body while it is read and stored, and reads nothing more
+     * meanwhile (the next {@code read} is deferred until the answer is written).
+     */
+    private final class Handler extends ChannelDuplexHandler {
+        /** Requests handed to Micronaut on this connection, and its final answers written (pipelining). */
+        private long passed;
+        private long answered;
+        /** The registration being read or served here, its id, and its messages (for Micronaut if declined). */
+        private HttpRequest request;
+        private String installationId;
+        private List<Object> held;
+        private int bodyBytes;
+        private long startedNanos;
+        /** Its body is complete: it is being stored; reads wait, and what was read meanwhile waits here. */
+        private boolean serving;
+        private boolean readDeferred;
+        private List<Object> waiting;
+
+        @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) {
+            if (serving) {
+                if (waiting == null) {
+                    waiting = new ArrayList<>(2);
+                }
+                waiting.add(msg);
+                return;
+            }
+            if (request != null) {
+                held.add(msg);
+                if (msg instanceof HttpContent content) {
+                    bodyBytes += content.content().readableBytes();
+                    if (bodyBytes > MAX_BODY) {
+                        pass(ctx);
+                        return;
+                    }
+                }
+                if (msg instanceof LastHttpContent) {
+                    serve(ctx);
+                }
+                return;
+            }
+            String id = msg instanceof HttpRequest r && passed == answered ? installationId(r) : null;
+            if (id == null) {
+                if (msg instanceof HttpRequest) {
+                    passed++;
+                }
+                ctx.fireChannelRead(msg);
+                return;
+            }
+            startedNanos = System.nanoTime();
+            request = (HttpRequest) msg;
+            installationId = id;
+            held = new ArrayList<>(3);
+            held.add(msg);
+            bodyBytes = 0;
+            if (msg instanceof HttpContent content) {
+                bodyBytes = content.content().readableBytes();
+            }
+            if (msg instanceof LastHttpContent) {
+                serve(ctx);
+            }
+        }
+
+        @Override
+        public void read(ChannelHandlerContext ctx) {
+            if (serving) {
+                readDeferred = true;
+                return;
+            }
+            ctx.read();
+        }
+
+        @Override
+        public void write(ChannelHandlerContext ctx, Object msg, ChannelPromise promise) {
+            // Micronaut's answers pass here on their way to the codec: the end of one that is not interim (1xx)
+            if (msg instanceof LastHttpContent && !(msg instanceof HttpResponse r
+                    && r.status().codeClass() == HttpStatusClass.INFORMATIONAL)) {
+                answered++;
+            }
+            ctx.write(msg, promise);
+        }
+
+        /** The body is in: store it, then answer, or leave it to Micronaut. */
+        private void serve(ChannelHandlerContext ctx) {
+            serving = true;
+            byte[] body = new byte[bodyBytes];
+            int at = 0;
+            for (Object m : held) {
+                if (m instanceof HttpContent content) {
+                    ByteBuf bytes = content.content();
+                    int n = bytes.readableBytes();
+                    bytes.getBytes(bytes.readerIndex(), body, at, n);
+                    at += n;
+                }
+            }
+            CompletionStage<DeviceStore.Registered> stored;
+            try {
+                stored = registrations().register(bearer(request), installationId, body, ctx.executor());
+            } catch (RuntimeException e) {
+                stored = null;
+            }
+            if (stored == null) {
+                pass(ctx);
+                return;
+            }
+            List<Object> mine = held;
+            stored.whenComplete((registered, failed) -> {
+                if (ctx.executor().inEventLoop()) {
+                    finish(ctx, mine, registered);
+                } else {
+                    ctx.executor().execute(() -> finish(ctx, mine, registered));
+                }
+            });
+        }
+
+        private void finish(ChannelHandlerContext ctx, List<Object> mine, DeviceStore.Registered registered) {
+            if (held != mine) {
+                return; // the connection closed meanwhile
+            }
+            if (registered == null) {
+                pass(ctx);
+                return;
+            }
+            DirectRegistrations direct = registrations();
+            byte[] json = direct.body(registered);
+            boolean keepAlive = HttpUtil.isKeepAlive(request);
+            HttpResponse response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
+                    registered.created() ? HttpResponseStatus.CREATED : HttpResponseStatus.OK,
+                    ctx.alloc().buffer(json.length).writeBytes(json));
+            response.headers()
+                    .set(HttpHeaderNames.DATE, Dates.now())
+                    .set(HttpHeaderNames.CONTENT_TYPE, HttpHeaderValues.APPLICATION_JSON)
+                    .setInt(HttpHeaderNames.CONTENT_LENGTH, json.length);
+            if (!keepAlive) {
+                response.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
+            }
+            held.forEach(ReferenceCountUtil::release);
+            reset();
+            var written = ctx.writeAndFlush(response);
+            direct.served(registered, startedNanos);
+            if (!keepAlive) {
+                written.addListener(ChannelFutureListener.CLOSE);
+                return;
+            }
+            resume(ctx);
+        }
+
+        /** Micronaut answers the held request (the contract's problem for whatever was wrong with it). */
+        private void pass(ChannelHandlerContext ctx) {
+            List<Object> messages = held;
+            reset();
+            passed++;
+            for (Object m : messages) {
+                ctx.fireChannelRead(m);
+            }
+            ctx.fireChannelReadComplete();
+            resume(ctx);
+        }
+
+        private void reset() {
+            request = null;
+            installationId = null;
+            held = null;
+            serving = false;
+        }
+
+        /** Reads on: first what arrived while a registration was served, then from the connection. */
+        private void resume(ChannelHandlerContext ctx) {
+            List<Object> arrived = waiting;
+            waiting = null;
+            if (arrived != null) {
+                for (int i = 0; i < arrived.size(); i++) {
+                    channelRead(ctx, arrived.get(i));
+                    if (serving) {
+                        // the next registration is being stored: what follows it waits again
+                        waiting = new ArrayList<>(arrived.subList(i + 1, arrived.size()));
+                        return;
+                    }
+                }
+                ctx.fireChannelReadComplete();
+            }
+            if (readDeferred && !serving) {
+                readDeferred = false;
+                ctx.read();
+            }
+        }
+
+        @Override
+        public void channelInactive(ChannelHandlerContext ctx) {
+            if (held != null) {
+                held.forEach(ReferenceCountUtil::release);
+            }
+            if (waiting != null) {
+                waiting.forEach(ReferenceCountUtil::release);
+                waiting = null;
+            }
+            reset();
+            ctx.fireChannelInactive();
+        }
+    }
+}

@@ -1,0 +1,246 @@
+package dev.herald.devices;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.herald.support.Api;
+import dev.herald.support.Fixtures;
+import dev.herald.support.HeraldTest;
+import io.micronaut.test.extensions.junit5.annotation.MicronautTest;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.TreeSet;
+
+import static dev.herald.support.Fixtures.androidDevice;
+import static dev.herald.support.Fixtures.apnsToken;
+import static dev.herald.support.Fixtures.fcmToken;
+import static dev.herald.support.Fixtures.iosDevice;
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * Registrations served straight from Netty ({@link RegistrationChannels}) answer exactly as the
+ * controller does, leave everything else to it, and keep pipelined answers in order. A user token's
+ * first request always goes through Micronaut (which verifies the token); later ones are served directly.
+ */
+@MicronautTest(transactional = false)
+class DirectRegistrationTest extends HeraldTest {
+
+    private static final String DIRECT = "herald_devices_registration_direct_total";
+
+    private Fixtures.Tenant tenant;
+
+    @BeforeEach
+    void tenant() {
+        tenant = fixtures.tenant();
+    }
+
+    private double direct() {
+        return Api.metric(api.get("/metrics", null).body(), DIRECT).orElse(0);
+    }
+
+    @Test
+    void aDirectAnswerIsTheControllersAnswer() {
+        String users = fixtures.key(tenant.app(), "live", "users");
+        String token = fixtures.userToken(users, Fixtures.unique("fresh"));
+        String first = Fixtures.unique("first");
+        String second = Fixtures.unique("second");
+        Map<String, Object> body = iosDevice(tenant.app(), apnsToken());
+        body.put("locale", "pt-BR");
+        body.put("tags", List.of("b", "a"));
+        double before = direct();
+
+        Api.Response framework = api.put("/v1/devices/" + first, token, body);
+        double afterFirst = direct();
+        body.put("pushToken", apnsToken());
+        Api.Response here = api.put("/v1/devices/" + second, token, body);
+
+        assertThat(afterFirst).as("a token's first request is Micronaut's").isEqualTo(before);
+        assertThat(direct()).as("the next is served directly").isEqualTo(before + 1);
+        assertThat(here.status()).isEqualTo(framework.status()).isEqualTo(201);
+        assertThat(headerNames(here)).isEqualTo(headerNames(framework)).contains("content-type", "content-length", "date");
+        assertThat(here.contentType()).isEqualTo(framework.contentType());
+        JsonNode mine = here.json();
+        JsonNode theirs = framework.json();
+        assertThat(fieldNames(mine)).containsExactlyElementsOf(fieldNames(theirs));
+        for (String field : List.of("userId", "app", "platform", "voip", "locale", "timezone", "appVersion", "tags")) {
+            assertThat(mine.path(field)).as(field).isEqualTo(theirs.path(field));
+        }
+        assertThat(mine.path("installationId").asText()).isEqualTo(second);
+        assertThat(mine.path("tags")).extracting(JsonNode::asText).containsExactly("a", "b");
+
+        body.put("locale", "es");
+        Api.Response again = api.put("/v1/devices/" + first, token, body);
+        assertThat(again.status()).isEqualTo(200);
+        assertThat(direct()).isEqualTo(before + 2);
+        assertThat(api.get("/v1/devices/" + first, token).json().path("locale").asText()).isEqualTo("es");
+        assertThat(api.get("/v1/devices/" + second, token).status()).as("another installation stays").isEqualTo(200);
+    }
+
+    @Test
+    void requestsItDeclinesGetTheContractsProblems() {
+        api.put("/v1/devices/" + Fixtures.unique("warm"), tenant.userToken(), androidDevice(tenant.app(), fcmToken()));
+        double before = direct();
+
+        Map<String, Object> unknownField = androidDevice(tenant.app(), fcmToken());
+        unknownField.put("colour", "red");
+        Api.Response unknown = api.put("/v1/devices/" + Fixtures.unique("d"), tenant.userToken(), unknownField);
+        Map<String, Object> badZone = androidDevice(tenant.app(), fcmToken());
+        badZone.put("timezone", "Mars/Olympus");
+        Api.Response zone = api.put("/v1/devices/" + Fixtures.unique("d"), tenant.userToken(), badZone);
+        Api.Response noApp = api.put("/v1/devices/" + Fixtures.unique("d"), tenant.userToken(),
+                androidDevice("no-such-app-" + Fixtures.unique("x"), fcmToken()));
+        Api.Response longId = api.put("/v1/devices/" + "x".repeat(129), tenant.userToken(),
+                androidDevice(tenant.app(), fcmToken()));
+        Api.Response appKey = api.put("/v1/devices/" + Fixtures.unique("d"), tenant.key(),
+                androidDevice(tenant.app(), fcmToken()));
+        Api.Response forged = api.put("/v1/devices/" + Fixtures.unique("d"), tenant.userToken() + "x",
+                androidDevice(tenant.app(), fcmToken()));
+
+        assertThat(List.of(unknown, zone, noApp, longId)).allSatisfy(r -> {
+            assertThat(r.status()).as(r.toString()).isEqualTo(400);
+            assertThat(r.contentType()).startsWith("application/problem+json");
+        });
+        assertThat(Fixtures.fields(unknown.json())).containsExactly("colour");
+        assertThat(Fixtures.fields(zone.json())).containsExactly("timezone");
+        assertThat(Fixtures.fields(noApp.json())).containsExactly("app");
+        assertThat(Fixtures.fields(longId.json())).containsExactly("installationId");
+        assertThat(appKey.status()).isEqualTo(403);
+        assertThat(forged.status()).isEqualTo(401);
+        assertThat(direct()).as("none of them answered directly").isEqualTo(before);
+    }
+
+    /**
+     * Requests sent at once on one connection: a registration served directly, then a list Micronaut
+     * answers, a registration it declines and two more requests, all read while the first is stored.
+     * The answers come back in the order asked, each the right one.
+     */
+    @Test
+    void pipelinedRequestsAreAnsweredInOrder() throws Exception {
+        String token = tenant.userToken();
+        api.put("/v1/devices/" + Fixtures.unique("warm"), token, androidDevice(tenant.app(), fcmToken()));
+        String a = Fixtures.unique("a");
+        String b = Fixtures.unique("b");
+        byte[] good = Api.JSON.writeValueAsBytes(androidDevice(tenant.app(), fcmToken()));
+        Map<String, Object> unknown = androidDevice(tenant.app(), fcmToken());
+        unknown.put("colour", "red");
+        byte[] bad = Api.JSON.writeValueAsBytes(unknown);
+        byte[] alsoGood = Api.JSON.writeValueAsBytes(iosDevice(tenant.app(), apnsToken()));
+        double before = direct();
+
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        out.writeBytes(request("PUT", "/v1/devices/" + a, token, good));
+        out.writeBytes(request("GET", "/v1/devices", token, null));
+        out.writeBytes(request("PUT", "/v1/devices/" + Fixtures.unique("c"), token, bad));
+        out.writeBytes(request("PUT", "/v1/devices/" + b, token, alsoGood));
+        out.writeBytes(request("GET", "/v1/devices/" + b, token, null));
+        List<Raw> answers;
+        try (Socket socket = new Socket(server.getHost(), server.getPort())) {
+            socket.setSoTimeout(30_000);
+            socket.getOutputStream().write(out.toByteArray());
+            answers = readResponses(socket.getInputStream(), 5);
+        }
+
+        assertThat(answers).extracting(Raw::status).containsExactly(201, 200, 400, 201, 200);
+        assertThat(Api.JSON.readTree(answers.get(0).body()).path("installationId").asText()).isEqualTo(a);
+        assertThat(Api.JSON.readTree(answers.get(1).body()).path("items")).extracting(d -> d.path("installationId").asText())
+                .contains(a);
+        assertThat(answers.get(2).headers().get("content-type")).startsWith("application/problem+json");
+        assertThat(Api.JSON.readTree(answers.get(3).body()).path("installationId").asText()).isEqualTo(b);
+        assertThat(Api.JSON.readTree(answers.get(4).body()).path("platform").asText()).isEqualTo("ios");
+        assertThat(direct()).as("the first, at least, was served directly").isGreaterThanOrEqualTo(before + 1);
+    }
+
+    /** {@code Connection: close} is honoured: the answer says so and the connection ends after it. */
+    @Test
+    void aRegistrationAskingToCloseIsAnsweredThenClosed() throws Exception {
+        String token = tenant.userToken();
+        api.put("/v1/devices/" + Fixtures.unique("warm"), token, androidDevice(tenant.app(), fcmToken()));
+        byte[] good = Api.JSON.writeValueAsBytes(androidDevice(tenant.app(), fcmToken()));
+        double before = direct();
+        try (Socket socket = new Socket(server.getHost(), server.getPort())) {
+            socket.setSoTimeout(30_000);
+            String head = "PUT /v1/devices/" + Fixtures.unique("bye") + " HTTP/1.1\r\nHost: herald\r\nConnection: close\r\n"
+                    + "Authorization: Bearer " + token + "\r\nContent-Type: application/json\r\nContent-Length: "
+                    + good.length + "\r\n\r\n";
+            socket.getOutputStream().write(head.getBytes(StandardCharsets.US_ASCII));
+            socket.getOutputStream().write(good);
+            InputStream in = socket.getInputStream();
+            List<Raw> answers = readResponses(in, 1);
+            assertThat(answers.get(0).status()).isEqualTo(201);
+            assertThat(answers.get(0).headers().get("connection")).isEqualToIgnoringCase("close");
+            assertThat(in.read()).as("closed after the answer").isEqualTo(-1);
+        }
+        assertThat(direct()).isEqualTo(before + 1);
+    }
+
+    private static byte[] request(String method, String path, String token, byte[] body) {
+        StringBuilder head = new StringBuilder(method).append(' ').append(path).append(" HTTP/1.1\r\nHost: herald\r\n")
+                .append("Authorization: Bearer ").append(token).append("\r\n");
+        if (body != null) {
+            head.append("Content-Type: application/json\r\nContent-Length: ").append(body.length).append("\r\n");
+        }
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        out.writeBytes(head.append("\r\n").toString().getBytes(StandardCharsets.US_ASCII));
+        if (body != null) {
+            out.writeBytes(body);
+        }
+        return out.toByteArray();
+    }
+
+    private record Raw(int status, Map<String, String> headers, String body) {
+    }
+
+    /** Reads {@code count} HTTP/1.1 responses with a {@code content-length} each. */
+    private static List<Raw> readResponses(InputStream in, int count) throws IOException {
+        List<Raw> responses = new ArrayList<>();
+        for (int i = 0; i < count; i++) {
+            String statusLine = line(in);
+            Map<String, String> headers = new LinkedHashMap<>();
+            for (String header = line(in); !header.isEmpty(); header = line(in)) {
+                int colon = header.indexOf(':');
+                headers.put(header.substring(0, colon).trim().toLowerCase(Locale.ROOT), header.substring(colon + 1).trim());
+            }
+            byte[] body = in.readNBytes(Integer.parseInt(headers.getOrDefault("content-length", "0")));
+            responses.add(new Raw(Integer.parseInt(statusLine.split(" ")[1]), headers,
+                    new String(body, StandardCharsets.UTF_8)));
+        }
+        return responses;
+    }
+
+    private static String line(InputStream in) throws IOException {
+        ByteArrayOutputStream line = new ByteArrayOutputStream();
+        for (int b = in.read(); b != '\n'; b = in.read()) {
+            if (b < 0) {
+                throw new IOException("the connection ended mid-response: " + line);
+            }
+            if (b != '\r') {
+                line.write(b);
+            }
+        }
+        return line.toString(StandardCharsets.US_ASCII);
+    }
+
+    private static TreeSet<String> headerNames(Api.Response response) {
+        TreeSet<String> names = new TreeSet<>();
+        response.headers().map().keySet().forEach(n -> names.add(n.toLowerCase(Locale.ROOT)));
+        return names;
+    }
+
+    private static List<String> fieldNames(JsonNode node) {
+        List<String> names = new ArrayList<>();
+        for (Iterator<String> it = node.fieldNames(); it.hasNext(); ) {
+            names.add(it.next());
+        }
+        return names;
+    }
+}
