@@ -12,6 +12,8 @@ import io.micronaut.context.BeanProvider;
 import io.micronaut.core.annotation.Nullable;
 import io.micronaut.json.JsonMapper;
 import io.micronaut.security.authentication.Authentication;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufOutputStream;
 import jakarta.inject.Singleton;
 
 import java.io.IOException;
@@ -101,10 +103,10 @@ class DirectRegistrations {
                 : CompletableFuture.completedFuture(null));
     }
 
-    /** The answer's body, exactly as Micronaut would write it. */
-    byte[] body(DeviceStore.Registered registered) {
-        try {
-            return json.writeValueAsBytes(registered.device());
+    /** Writes the answer's body, exactly as Micronaut would, into {@code out}. */
+    void writeBody(DeviceStore.Registered registered, ByteBuf out) {
+        try (ByteBufOutputStream stream = new ByteBufOutputStream(out)) {
+            json.writeValue(stream, registered.device());
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }

@@ -14,6 +14,7 @@ import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelPipeline;
 import io.netty.channel.ChannelPromise;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.DefaultHttpHeadersFactory;
 import io.netty.handler.codec.http.HttpContent;
 import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpHeaderValues;
@@ -59,6 +60,9 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
     private static final String STREAM_HANDLER = "herald-stream";
     private static final String PREFIX = "/v1/devices/";
     static final int MAX_BODY = 16 * 1024;
+    /** The answer's headers are ours and known to be valid: not checked again character by character. */
+    private static final DefaultHttpHeadersFactory HEADERS = DefaultHttpHeadersFactory.headersFactory()
+            .withValidation(false);
 
     private final BeanProvider<DirectRegistrations> provider;
     private volatile DirectRegistrations registrations;
@@ -113,8 +117,12 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
         }
     }
 
-    /** The installation id of a registration this handler may serve, or null when Micronaut is to have it. */
-    static String installationId(HttpRequest request) {
+    /** A registration this handler may serve: the installation, and the bearer token. */
+    record Ask(String installationId, String token) {
+    }
+
+    /** The registration in {@code request} if this handler may serve it, or null when Micronaut is to have it. */
+    static Ask ask(HttpRequest request) {
         if (request.method() != HttpMethod.PUT || request.protocolVersion() != HttpVersion.HTTP_1_1
                 || !request.decoderResult().isSuccess()) {
             return null;
@@ -129,12 +137,12 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
         if (contentType == null || !(contentType.equalsIgnoreCase("application/json")
                 || contentType.regionMatches(true, 0, "application/json;", 0, 17))
                 || length < 0 || length > MAX_BODY
-                || headers.contains(HttpHeaderNames.EXPECT) || headers.contains(HttpHeaderNames.TRANSFER_ENCODING)
-                || bearer(request) == null) {
+                || headers.contains(HttpHeaderNames.EXPECT) || headers.contains(HttpHeaderNames.TRANSFER_ENCODING)) {
             return null;
         }
+        String token = bearer(request);
         String id = uri.substring(PREFIX.length());
-        return id.equals(".") || id.equals("..") ? null : id;
+        return token == null || id.equals(".") || id.equals("..") ? null : new Ask(id, token);
     }
 
     private static String bearer(HttpRequest request) {
@@ -173,9 +181,9 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
         /** Requests handed to Micronaut on this connection, and its final answers written (pipelining). */
         private long passed;
         private long answered;
-        /** The registration being read or served here, its id, and its messages (for Micronaut if declined). */
+        /** The registration being read or served here, what it asks, and its messages (for Micronaut if declined). */
         private HttpRequest request;
-        private String installationId;
+        private Ask ask;
         private List<Object> held;
         private int bodyBytes;
         private long startedNanos;
@@ -207,8 +215,8 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
                 }
                 return;
             }
-            String id = msg instanceof HttpRequest r && passed == answered ? installationId(r) : null;
-            if (id == null) {
+            Ask asked = msg instanceof HttpRequest r && passed == answered ? ask(r) : null;
+            if (asked == null) {
                 if (msg instanceof HttpRequest) {
                     passed++;
                 }
@@ -217,7 +225,7 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
             }
             startedNanos = System.nanoTime();
             request = (HttpRequest) msg;
-            installationId = id;
+            ask = asked;
             held = new ArrayList<>(3);
             held.add(msg);
             bodyBytes = 0;
@@ -263,7 +271,7 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
             }
             CompletionStage<DeviceStore.Registered> stored;
             try {
-                stored = registrations().register(bearer(request), installationId, body, ctx.executor());
+                stored = registrations().register(ask.token(), ask.installationId(), body, ctx.executor());
             } catch (RuntimeException e) {
                 stored = null;
             }
@@ -290,15 +298,22 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
                 return;
             }
             DirectRegistrations direct = registrations();
-            byte[] json = direct.body(registered);
+            ByteBuf json = ctx.alloc().buffer(512);
+            try {
+                direct.writeBody(registered, json);
+            } catch (RuntimeException e) {
+                json.release();
+                pass(ctx);
+                return;
+            }
             boolean keepAlive = HttpUtil.isKeepAlive(request);
             HttpResponse response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
-                    registered.created() ? HttpResponseStatus.CREATED : HttpResponseStatus.OK,
-                    ctx.alloc().buffer(json.length).writeBytes(json));
+                    registered.created() ? HttpResponseStatus.CREATED : HttpResponseStatus.OK, json,
+                    HEADERS, HEADERS);
             response.headers()
                     .set(HttpHeaderNames.DATE, Dates.now())
                     .set(HttpHeaderNames.CONTENT_TYPE, HttpHeaderValues.APPLICATION_JSON)
-                    .setInt(HttpHeaderNames.CONTENT_LENGTH, json.length);
+                    .setInt(HttpHeaderNames.CONTENT_LENGTH, json.readableBytes());
             if (!keepAlive) {
                 response.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
             }
@@ -327,7 +342,7 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
 
         private void reset() {
             request = null;
-            installationId = null;
+            ask = null;
             held = null;
             serving = false;
         }

@@ -23,7 +23,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.EnumMap;
-import java.util.HashSet;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -224,30 +224,25 @@ public class RegistrationWriter implements AutoCloseable {
      */
     static List<List<Pending>> withoutRepeats(List<Pending> registrations) {
         List<List<Pending>> batches = new ArrayList<>();
-        List<Set<String>> keys = new ArrayList<>();
+        // the last batch holding each installation, push token and VoIP token
+        Map<String, Integer> installations = new HashMap<>();
+        Map<String, Integer> pushTokens = new HashMap<>();
+        Map<String, Integer> voipTokens = new HashMap<>();
         for (Pending pending : registrations) {
             DeviceRegistration body = pending.registration().body();
-            List<String> mine = new ArrayList<>(3);
-            mine.add("i:" + pending.registration().installationId());
-            mine.add("p:" + body.pushToken());
-            if (body.voipToken() != null) {
-                mine.add("v:" + body.voipToken());
-            }
-            int last = -1;
-            for (int i = 0; i < batches.size(); i++) {
-                for (String key : mine) {
-                    if (keys.get(i).contains(key)) {
-                        last = i;
-                    }
-                }
-            }
-            int target = last + 1;
+            String installation = pending.registration().installationId();
+            int target = 1 + Math.max(installations.getOrDefault(installation, -1),
+                    Math.max(pushTokens.getOrDefault(body.pushToken(), -1),
+                            body.voipToken() == null ? -1 : voipTokens.getOrDefault(body.voipToken(), -1)));
             if (target == batches.size()) {
                 batches.add(new ArrayList<>());
-                keys.add(new HashSet<>());
             }
             batches.get(target).add(pending);
-            keys.get(target).addAll(mine);
+            installations.put(installation, target);
+            pushTokens.put(body.pushToken(), target);
+            if (body.voipToken() != null) {
+                voipTokens.put(body.voipToken(), target);
+            }
         }
         return batches;
     }
