@@ -1,17 +1,15 @@
 package dev.herald.devices;
 
+import dev.herald.api.ConnectionHandlers;
 import io.micronaut.context.BeanProvider;
 import io.micronaut.context.annotation.Requires;
 import io.micronaut.context.event.BeanCreatedEvent;
 import io.micronaut.context.event.BeanCreatedEventListener;
-import io.micronaut.http.netty.channel.ChannelPipelineCustomizer;
 import io.micronaut.http.server.netty.NettyServerCustomizer;
 import io.netty.buffer.ByteBuf;
-import io.netty.channel.Channel;
 import io.netty.channel.ChannelDuplexHandler;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
-import io.netty.channel.ChannelPipeline;
 import io.netty.channel.ChannelPromise;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
 import io.netty.handler.codec.http.DefaultHttpHeadersFactory;
@@ -55,9 +53,7 @@ import java.util.concurrent.CompletionStage;
 @Requires(property = "herald.devices.direct", notEquals = "false")
 class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustomizer.Registry> {
 
-    static final String HANDLER = "herald-registration";
-    /** Where {@code live.StreamChannels} puts its handler: this one goes behind it. */
-    private static final String STREAM_HANDLER = "herald-stream";
+    static final String HANDLER = ConnectionHandlers.REGISTRATION;
     private static final String PREFIX = "/v1/devices/";
     static final int MAX_BODY = 16 * 1024;
     /** The answer's headers are ours and known to be valid: not checked again character by character. */
@@ -83,38 +79,9 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
 
     @Override
     public NettyServerCustomizer.Registry onCreated(BeanCreatedEvent<NettyServerCustomizer.Registry> event) {
-        event.getBean().register(new Customizer(null));
+        // behind the stream handler: a stream that takes its connection drops the handlers behind it
+        event.getBean().register(ConnectionHandlers.installing(HANDLER, List.of(ConnectionHandlers.STREAM), Handler::new));
         return event.getBean();
-    }
-
-    /** Puts a {@link Handler} behind the HTTP/1.1 codec (and the stream handler) of every connection. */
-    private final class Customizer implements NettyServerCustomizer {
-        private final Channel channel;
-
-        Customizer(Channel channel) {
-            this.channel = channel;
-        }
-
-        @Override
-        public NettyServerCustomizer specializeForChannel(Channel channel, ChannelRole role) {
-            return role == ChannelRole.CONNECTION ? new Customizer(channel) : this;
-        }
-
-        @Override
-        public void onStreamPipelineBuilt() {
-            if (channel == null) {
-                return;
-            }
-            ChannelPipeline pipeline = channel.pipeline();
-            if (pipeline.get(ChannelPipelineCustomizer.HANDLER_HTTP_SERVER_CODEC) != null
-                    && pipeline.get(ChannelPipelineCustomizer.HANDLER_MICRONAUT_INBOUND) != null
-                    && pipeline.get(HANDLER) == null) {
-                // behind the stream handler when there is one: a stream that takes its connection drops this
-                String before = pipeline.get(STREAM_HANDLER) != null
-                        ? STREAM_HANDLER : ChannelPipelineCustomizer.HANDLER_HTTP_SERVER_CODEC;
-                pipeline.addAfter(before, HANDLER, new Handler());
-            }
-        }
     }
 
     /** A registration this handler may serve: the installation, and the bearer token. */

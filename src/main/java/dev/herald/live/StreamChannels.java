@@ -1,5 +1,6 @@
 package dev.herald.live;
 
+import dev.herald.api.ConnectionHandlers;
 import dev.herald.auth.Caller;
 import dev.herald.auth.VerifiedTokenCache;
 import dev.herald.inbox.InboxItemView;
@@ -52,7 +53,7 @@ import java.util.concurrent.Executor;
 @Requires(property = "herald.stream.direct", notEquals = "false")
 class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.Registry> {
 
-    private static final String HANDLER = "herald-stream";
+    private static final String HANDLER = ConnectionHandlers.STREAM;
     private static final byte[] HEAD = ("HTTP/1.1 200 OK\r\n"
             + "content-type: text/event-stream\r\n"
             + "cache-control: no-cache\r\n"
@@ -83,35 +84,8 @@ class StreamChannels implements BeanCreatedEventListener<NettyServerCustomizer.R
 
     @Override
     public NettyServerCustomizer.Registry onCreated(BeanCreatedEvent<NettyServerCustomizer.Registry> event) {
-        event.getBean().register(new Customizer(null));
+        event.getBean().register(ConnectionHandlers.installing(HANDLER, List.of(), Handler::new));
         return event.getBean();
-    }
-
-    /** Puts a {@link Handler} behind the HTTP/1.1 codec of every connection (HTTP/2 streams stay Micronaut's). */
-    private final class Customizer implements NettyServerCustomizer {
-        private final Channel channel;
-
-        Customizer(Channel channel) {
-            this.channel = channel;
-        }
-
-        @Override
-        public NettyServerCustomizer specializeForChannel(Channel channel, ChannelRole role) {
-            return role == ChannelRole.CONNECTION ? new Customizer(channel) : this;
-        }
-
-        @Override
-        public void onStreamPipelineBuilt() {
-            if (channel == null) {
-                return;
-            }
-            ChannelPipeline pipeline = channel.pipeline();
-            if (pipeline.get(ChannelPipelineCustomizer.HANDLER_HTTP_SERVER_CODEC) != null
-                    && pipeline.get(ChannelPipelineCustomizer.HANDLER_MICRONAUT_INBOUND) != null
-                    && pipeline.get(HANDLER) == null) {
-                pipeline.addAfter(ChannelPipelineCustomizer.HANDLER_HTTP_SERVER_CODEC, HANDLER, new Handler());
-            }
-        }
     }
 
     /** What a stream request asks for, once it was read. */
