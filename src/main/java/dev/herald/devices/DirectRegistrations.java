@@ -103,10 +103,10 @@ class DirectRegistrations {
                 : CompletableFuture.completedFuture(null));
     }
 
-    /** Writes the answer's body, exactly as Micronaut would, into {@code out}. */
-    void writeBody(DeviceStore.Registered registered, ByteBuf out) {
+    /** Writes an answer's body (a device, a problem), exactly as Micronaut would, into {@code out}. */
+    void writeJson(Object value, ByteBuf out) {
         try (ByteBufOutputStream stream = new ByteBufOutputStream(out)) {
-            json.writeValue(stream, registered.device());
+            json.writeValue(stream, value);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }

@@ -1,5 +1,7 @@
 package dev.herald.devices;
 
+import dev.herald.api.ApiException;
+import dev.herald.api.Problem;
 import dev.herald.api.ConnectionHandlers;
 import io.micronaut.context.BeanProvider;
 import io.micronaut.context.annotation.Requires;
@@ -56,6 +58,11 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
     static final String HANDLER = ConnectionHandlers.REGISTRATION;
     private static final String PREFIX = "/v1/devices/";
     static final int MAX_BODY = 16 * 1024;
+    /**
+     * Bodies up to this size get answers under Micronaut's 1 KiB compression threshold (the answer drops
+     * the push token and adds at most ~250 bytes); larger ones from clients that take compression go to it.
+     */
+    static final int MAX_UNCOMPRESSED = 700;
     /** The answer's headers are ours and known to be valid: not checked again character by character. */
     private static final DefaultHttpHeadersFactory HEADERS = DefaultHttpHeadersFactory.headersFactory()
             .withValidation(false);
@@ -104,7 +111,10 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
         if (contentType == null || !(contentType.equalsIgnoreCase("application/json")
                 || contentType.regionMatches(true, 0, "application/json;", 0, 17))
                 || length < 0 || length > MAX_BODY
-                || headers.contains(HttpHeaderNames.EXPECT) || headers.contains(HttpHeaderNames.TRANSFER_ENCODING)) {
+                || headers.contains(HttpHeaderNames.EXPECT) || headers.contains(HttpHeaderNames.TRANSFER_ENCODING)
+                // a compressed body is Micronaut's to decode, and so is an answer it might compress (1 KiB and up)
+                || headers.contains(HttpHeaderNames.CONTENT_ENCODING)
+                || length > MAX_UNCOMPRESSED && headers.contains(HttpHeaderNames.ACCEPT_ENCODING)) {
             return null;
         }
         String token = bearer(request);
@@ -117,8 +127,9 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
         if (authorization == null || !authorization.regionMatches(true, 0, "Bearer ", 0, 7)) {
             return null;
         }
-        String token = authorization.substring(7).trim();
-        return token.isEmpty() ? null : token;
+        // a token with more spaces before it is left to Micronaut's own header reader
+        String token = authorization.substring(7);
+        return token.isEmpty() || Character.isWhitespace(token.charAt(0)) ? null : token;
     }
 
     /** The {@code date} header, formatted once a second. */
@@ -158,6 +169,10 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
         private boolean serving;
         private boolean readDeferred;
         private List<Object> waiting;
+        /** A close asked for while a registration was stored: done once it is answered. */
+        private ChannelPromise closeRequested;
+        /** Micronaut answered with {@code Connection: close}: nothing more is served here. */
+        private boolean closing;
 
         @Override
         public void channelRead(ChannelHandlerContext ctx, Object msg) {
@@ -182,7 +197,7 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
                 }
                 return;
             }
-            Ask asked = msg instanceof HttpRequest r && passed == answered ? ask(r) : null;
+            Ask asked = msg instanceof HttpRequest r && passed == answered && !closing ? ask(r) : null;
             if (asked == null) {
                 if (msg instanceof HttpRequest) {
                     passed++;
@@ -220,7 +235,21 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
                     && r.status().codeClass() == HttpStatusClass.INFORMATIONAL)) {
                 answered++;
             }
+            if (msg instanceof HttpResponse r && r.headers().containsValue(HttpHeaderNames.CONNECTION,
+                    HttpHeaderValues.CLOSE, true)) {
+                closing = true;
+            }
             ctx.write(msg, promise);
+        }
+
+        @Override
+        public void close(ChannelHandlerContext ctx, ChannelPromise promise) {
+            if (serving && closeRequested == null) {
+                // a graceful shutdown closes idle connections: this one still owes a stored registration its answer
+                closeRequested = promise;
+                return;
+            }
+            ctx.close(promise);
         }
 
         /** The body is in: store it, then answer, or leave it to Micronaut. */
@@ -249,37 +278,58 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
             List<Object> mine = held;
             stored.whenComplete((registered, failed) -> {
                 if (ctx.executor().inEventLoop()) {
-                    finish(ctx, mine, registered);
+                    finish(ctx, mine, registered, failed);
                 } else {
-                    ctx.executor().execute(() -> finish(ctx, mine, registered));
+                    ctx.executor().execute(() -> finish(ctx, mine, registered, failed));
                 }
             });
         }
 
-        private void finish(ChannelHandlerContext ctx, List<Object> mine, DeviceStore.Registered registered) {
+        /**
+         * Answers a stored registration, or the problem the writer refused it with (an unknown app, a full
+         * queue, PostgreSQL away: it was already rate-limited and tried here, so not again through
+         * Micronaut); a registration declined before anything was done goes on to Micronaut.
+         */
+        private void finish(ChannelHandlerContext ctx, List<Object> mine, DeviceStore.Registered registered,
+                            Throwable failed) {
             if (held != mine) {
                 return; // the connection closed meanwhile
             }
-            if (registered == null) {
+            Throwable cause = failed;
+            while (cause instanceof java.util.concurrent.CompletionException && cause.getCause() != null) {
+                cause = cause.getCause();
+            }
+            if (registered == null && !(cause instanceof ApiException)) {
                 pass(ctx);
                 return;
             }
             DirectRegistrations direct = registrations();
             ByteBuf json = ctx.alloc().buffer(512);
             try {
-                direct.writeBody(registered, json);
+                direct.writeJson(registered != null ? registered.device() : ((ApiException) cause).toProblem(), json);
             } catch (RuntimeException e) {
                 json.release();
                 pass(ctx);
                 return;
             }
-            boolean keepAlive = HttpUtil.isKeepAlive(request);
-            HttpResponse response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
-                    registered.created() ? HttpResponseStatus.CREATED : HttpResponseStatus.OK, json,
-                    HEADERS, HEADERS);
+            HttpResponse response;
+            if (registered != null) {
+                response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
+                        registered.created() ? HttpResponseStatus.CREATED : HttpResponseStatus.OK, json,
+                        HEADERS, HEADERS);
+                response.headers().set(HttpHeaderNames.CONTENT_TYPE, HttpHeaderValues.APPLICATION_JSON);
+                // counted before it is written: a client reading the metrics right after its answer sees it
+                direct.served(registered, startedNanos);
+            } else {
+                ApiException refused = (ApiException) cause;
+                response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
+                        HttpResponseStatus.valueOf(refused.type().status().getCode()), json, HEADERS, HEADERS);
+                response.headers().set(HttpHeaderNames.CONTENT_TYPE, Problem.MEDIA_TYPE);
+                refused.headers().forEach(response.headers()::set);
+            }
+            boolean keepAlive = HttpUtil.isKeepAlive(request) && closeRequested == null;
             response.headers()
                     .set(HttpHeaderNames.DATE, Dates.now())
-                    .set(HttpHeaderNames.CONTENT_TYPE, HttpHeaderValues.APPLICATION_JSON)
                     .setInt(HttpHeaderNames.CONTENT_LENGTH, json.readableBytes());
             if (!keepAlive) {
                 response.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
@@ -287,9 +337,10 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
             held.forEach(ReferenceCountUtil::release);
             reset();
             var written = ctx.writeAndFlush(response);
-            direct.served(registered, startedNanos);
             if (!keepAlive) {
-                written.addListener(ChannelFutureListener.CLOSE);
+                ChannelPromise close = closeRequested != null ? closeRequested : ctx.newPromise();
+                closeRequested = null;
+                written.addListener(f -> ctx.close(close));
                 return;
             }
             resume(ctx);
@@ -299,6 +350,14 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
         private void pass(ChannelHandlerContext ctx) {
             List<Object> messages = held;
             reset();
+            if (closeRequested != null) {
+                // the server is closing the connection (shutting down): nothing more is answered on it
+                messages.forEach(ReferenceCountUtil::release);
+                ChannelPromise close = closeRequested;
+                closeRequested = null;
+                ctx.close(close);
+                return;
+            }
             passed++;
             for (Object m : messages) {
                 ctx.fireChannelRead(m);

@@ -121,7 +121,7 @@ class DirectRegistrationTest extends HeraldTest {
 
     /**
      * Requests sent at once on one connection: a registration served directly, then a list Micronaut
-     * answers, a registration it declines and two more requests, all read while the first is stored.
+     * answers, a registration it declines and one more, all read while the first is stored.
      * The answers come back in the order asked, each the right one.
      */
     @Test
@@ -142,22 +142,58 @@ class DirectRegistrationTest extends HeraldTest {
         out.writeBytes(request("GET", "/v1/devices", token, null));
         out.writeBytes(request("PUT", "/v1/devices/" + Fixtures.unique("c"), token, bad));
         out.writeBytes(request("PUT", "/v1/devices/" + b, token, alsoGood));
-        out.writeBytes(request("GET", "/v1/devices/" + b, token, null));
         List<Raw> answers;
         try (Socket socket = new Socket(server.getHost(), server.getPort())) {
             socket.setSoTimeout(30_000);
             socket.getOutputStream().write(out.toByteArray());
-            answers = readResponses(socket.getInputStream(), 5);
+            answers = readResponses(socket.getInputStream(), 4);
         }
 
-        assertThat(answers).extracting(Raw::status).containsExactly(201, 200, 400, 201, 200);
+        // (a read pipelined behind a write Micronaut serves may run before that write commits: Micronaut
+        // handles pipelined requests concurrently, answering in order; so b is read afterwards)
+        assertThat(answers).extracting(Raw::status).containsExactly(201, 200, 400, 201);
         assertThat(Api.JSON.readTree(answers.get(0).body()).path("installationId").asText()).isEqualTo(a);
         assertThat(Api.JSON.readTree(answers.get(1).body()).path("items")).extracting(d -> d.path("installationId").asText())
                 .contains(a);
         assertThat(answers.get(2).headers().get("content-type")).startsWith("application/problem+json");
         assertThat(Api.JSON.readTree(answers.get(3).body()).path("installationId").asText()).isEqualTo(b);
-        assertThat(Api.JSON.readTree(answers.get(4).body()).path("platform").asText()).isEqualTo("ios");
+        assertThat(api.get("/v1/devices/" + b, token).json().path("platform").asText()).isEqualTo("ios");
         assertThat(direct()).as("the first, at least, was served directly").isGreaterThanOrEqualTo(before + 1);
+    }
+
+    /**
+     * Registrations pipelined on a fresh connection are all served directly, one after the other, and
+     * one the writer refuses (its app does not exist) is answered with the contract's problem there too,
+     * without being tried a second time.
+     */
+    @Test
+    void pipelinedRegistrationsAreServedOneAfterTheOther() throws Exception {
+        String token = tenant.userToken();
+        api.put("/v1/devices/" + Fixtures.unique("warm"), token, androidDevice(tenant.app(), fcmToken()));
+        String a = Fixtures.unique("a");
+        String b = Fixtures.unique("b");
+        String c = Fixtures.unique("c");
+        double before = direct();
+
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        out.writeBytes(request("PUT", "/v1/devices/" + a, token, Api.JSON.writeValueAsBytes(androidDevice(tenant.app(), fcmToken()))));
+        out.writeBytes(request("PUT", "/v1/devices/" + b, token, Api.JSON.writeValueAsBytes(iosDevice(tenant.app(), apnsToken()))));
+        out.writeBytes(request("PUT", "/v1/devices/" + Fixtures.unique("d"), token,
+                Api.JSON.writeValueAsBytes(androidDevice("no-such-app-" + Fixtures.unique("x"), fcmToken()))));
+        out.writeBytes(request("PUT", "/v1/devices/" + c, token, Api.JSON.writeValueAsBytes(androidDevice(tenant.app(), fcmToken()))));
+        List<Raw> answers;
+        try (Socket socket = new Socket(server.getHost(), server.getPort())) {
+            socket.setSoTimeout(30_000);
+            socket.getOutputStream().write(out.toByteArray());
+            answers = readResponses(socket.getInputStream(), 4);
+        }
+
+        assertThat(answers).extracting(Raw::status).containsExactly(201, 201, 400, 201);
+        assertThat(answers).extracting(r -> Api.JSON.readTree(r.body()).path("installationId").asText())
+                .containsExactly(a, b, "", c);
+        assertThat(answers.get(2).headers().get("content-type")).startsWith("application/problem+json");
+        assertThat(Fixtures.fields(Api.JSON.readTree(answers.get(2).body()))).containsExactly("app");
+        assertThat(direct()).as("the three stored, each served directly").isEqualTo(before + 3);
     }
 
     /** {@code Connection: close} is honoured: the answer says so and the connection ends after it. */
