@@ -404,6 +404,11 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
                 waiting = null;
             }
             reset();
+            if (closeRequested != null) {
+                // closed meanwhile from the other side: the deferred close is done
+                ctx.close(closeRequested);
+                closeRequested = null;
+            }
             ctx.fireChannelInactive();
         }
     }
