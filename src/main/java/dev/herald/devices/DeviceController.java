@@ -42,8 +42,8 @@ import java.util.regex.Pattern;
 @Tag(name = "Devices")
 class DeviceController {
 
-    static final Pattern INSTALLATION_ID = Pattern.compile("[A-Za-z0-9._-]{1,128}");
-    static final Set<String> ZONES = ZoneId.getAvailableZoneIds();
+    private static final Pattern INSTALLATION_ID = Pattern.compile("[A-Za-z0-9._-]{1,128}");
+    private static final Set<String> ZONES = ZoneId.getAvailableZoneIds();
 
     private final DeviceStore store;
     private final RegistrationWriter writer;
@@ -62,11 +62,7 @@ class DeviceController {
                                                      @RequestBody(content = @Content(schema = @Schema(implementation = DeviceRegistration.class)))
                                                      @Body byte[] body) {
         Caller.User user = Caller.of(authentication).requireUser();
-        checkInstallationId(installationId);
-        DeviceRegistration registration = bodies.read(body, "device-registration", DeviceRegistration.class);
-        if (registration.timezone() != null && !ZONES.contains(registration.timezone())) {
-            throw ApiException.invalid("timezone", "must be an IANA time zone id such as Europe/Paris");
-        }
+        DeviceRegistration registration = registration(bodies, installationId, body);
         // answered on the request's own event loop once stored
         return writer.submit(user.userId(), installationId, registration, EventLoopAnswers.loopOf(request))
                 .thenApply(registered -> HttpResponse.status(registered.created() ? HttpStatus.CREATED : HttpStatus.OK)
@@ -103,6 +99,21 @@ class DeviceController {
         if (!store.delete(user.userId(), installationId)) {
             throw ApiException.notFound("Device");
         }
+    }
+
+    /**
+     * A registration's installation id and body, checked as the contract says (the JSON Schema, then the
+     * time zone): also what {@link DirectRegistrations} serves, so both paths refuse alike.
+     *
+     * @throws ApiException 400 naming the field
+     */
+    static DeviceRegistration registration(JsonBodies bodies, String installationId, byte[] body) {
+        checkInstallationId(installationId);
+        DeviceRegistration registration = bodies.read(body, "device-registration", DeviceRegistration.class);
+        if (registration.timezone() != null && !ZONES.contains(registration.timezone())) {
+            throw ApiException.invalid("timezone", "must be an IANA time zone id such as Europe/Paris");
+        }
+        return registration;
     }
 
     private static void checkInstallationId(String installationId) {

@@ -27,8 +27,8 @@ import java.util.concurrent.TimeUnit;
  * {@code PUT /v1/devices/{installationId}} as {@link RegistrationChannels} serves it outside Micronaut's
  * request pipeline: the same checks, in the same order, and the same writer as {@link DeviceController},
  * for the common case only. Whatever that case does not cover (a token not verified before, another kind
- * of credential, a body or id the contract refuses, a user over their rate limit, a failed write) is
- * left to Micronaut and the controller, which answer it as usual, problem and all.
+ * of credential, a body or id the contract refuses, a user over their rate limit) is left to Micronaut
+ * and the controller, which answer it as usual, problem and all.
  */
 @Singleton
 class DirectRegistrations {
@@ -73,25 +73,18 @@ class DirectRegistrations {
     @Nullable CompletionStage<DeviceStore.Registered> register(String token, String installationId, byte[] body,
                                                                Executor loop) {
         Authentication authentication = tokens.remembered(token);
-        if (authentication == null || !DeviceController.INSTALLATION_ID.matcher(installationId).matches()) {
-            return null;
-        }
-        Caller caller;
-        try {
-            caller = Caller.of(authentication);
-        } catch (ApiException invalid) {
-            return null;
-        }
-        if (!(caller instanceof Caller.User user)) {
+        if (authentication == null) {
             return null;
         }
         DeviceRegistration registration;
+        Caller caller;
         try {
-            registration = bodies.read(body, "device-registration", DeviceRegistration.class);
+            caller = Caller.of(authentication);
+            registration = DeviceController.registration(bodies, installationId, body);
         } catch (ApiException refused) {
-            return null;
+            return null; // Micronaut answers with the problem
         }
-        if (registration.timezone() != null && !DeviceController.ZONES.contains(registration.timezone())) {
+        if (!(caller instanceof Caller.User user)) {
             return null;
         }
         RateLimitFilter limit = limits.find(null).orElse(null);

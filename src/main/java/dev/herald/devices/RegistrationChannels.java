@@ -44,10 +44,11 @@ import java.util.concurrent.CompletionStage;
  * would give, without Micronaut's routing, filters and reactive body handling on the way, which cost
  * more event-loop time per registration than everything else together.
  *
- * <p>Only the common case is served here: an HTTP/1.1 PUT of a JSON body up to {@value #MAX_BODY} bytes,
- * with a user token verified before, on a connection where Micronaut owes no answer. Everything else, and
- * whatever {@link DirectRegistrations} declines (a bad body, a user over their limit, a failed write),
- * goes on to Micronaut, which answers it as usual. While a registration is served here, nothing more is
+ * <p>Only the common case is served here: an HTTP/1.1 PUT of an uncompressed JSON body up to
+ * {@value #MAX_BODY} bytes, with a user token verified before, on a connection where Micronaut owes no
+ * answer. Everything else, and whatever {@link DirectRegistrations} declines before doing anything (a bad
+ * body, a user over their limit), goes on to Micronaut, which answers it as usual; a registration the
+ * writer refuses is answered here with the same problem. While a registration is served here, nothing more is
  * read from its connection; requests pipelined behind it are read, in order, once it was answered.
  * {@code herald.devices.direct=false} leaves every registration to Micronaut.
  */
@@ -91,8 +92,8 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
         return event.getBean();
     }
 
-    /** A registration this handler may serve: the installation, and the bearer token. */
-    record Ask(String installationId, String token) {
+    /** A registration this handler may serve: the installation, the bearer token, and whether to keep the connection. */
+    record Ask(String installationId, String token, boolean keepAlive) {
     }
 
     /** The registration in {@code request} if this handler may serve it, or null when Micronaut is to have it. */
@@ -119,7 +120,8 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
         }
         String token = bearer(request);
         String id = uri.substring(PREFIX.length());
-        return token == null || id.equals(".") || id.equals("..") ? null : new Ask(id, token);
+        return token == null || id.equals(".") || id.equals("..") ? null
+                : new Ask(id, token, HttpUtil.isKeepAlive(request));
     }
 
     private static String bearer(HttpRequest request) {
@@ -159,8 +161,7 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
         /** Requests handed to Micronaut on this connection, and its final answers written (pipelining). */
         private long passed;
         private long answered;
-        /** The registration being read or served here, what it asks, and its messages (for Micronaut if declined). */
-        private HttpRequest request;
+        /** The registration being read or served here, and its messages (for Micronaut if declined). */
         private Ask ask;
         private List<Object> held;
         private int bodyBytes;
@@ -183,7 +184,7 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
                 waiting.add(msg);
                 return;
             }
-            if (request != null) {
+            if (ask != null) {
                 held.add(msg);
                 if (msg instanceof HttpContent content) {
                     bodyBytes += content.content().readableBytes();
@@ -206,7 +207,6 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
                 return;
             }
             startedNanos = System.nanoTime();
-            request = (HttpRequest) msg;
             ask = asked;
             held = new ArrayList<>(3);
             held.add(msg);
@@ -327,7 +327,7 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
                 response.headers().set(HttpHeaderNames.CONTENT_TYPE, Problem.MEDIA_TYPE);
                 refused.headers().forEach(response.headers()::set);
             }
-            boolean keepAlive = HttpUtil.isKeepAlive(request) && closeRequested == null;
+            boolean keepAlive = ask.keepAlive() && closeRequested == null;
             response.headers()
                     .set(HttpHeaderNames.DATE, Dates.now())
                     .setInt(HttpHeaderNames.CONTENT_LENGTH, json.readableBytes());
@@ -367,7 +367,6 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
         }
 
         private void reset() {
-            request = null;
             ask = null;
             held = null;
             serving = false;

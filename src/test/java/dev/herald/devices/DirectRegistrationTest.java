@@ -137,17 +137,11 @@ class DirectRegistrationTest extends HeraldTest {
         byte[] alsoGood = Api.JSON.writeValueAsBytes(iosDevice(tenant.app(), apnsToken()));
         double before = direct();
 
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        out.writeBytes(request("PUT", "/v1/devices/" + a, token, good));
-        out.writeBytes(request("GET", "/v1/devices", token, null));
-        out.writeBytes(request("PUT", "/v1/devices/" + Fixtures.unique("c"), token, bad));
-        out.writeBytes(request("PUT", "/v1/devices/" + b, token, alsoGood));
-        List<Raw> answers;
-        try (Socket socket = new Socket(server.getHost(), server.getPort())) {
-            socket.setSoTimeout(30_000);
-            socket.getOutputStream().write(out.toByteArray());
-            answers = readResponses(socket.getInputStream(), 4);
-        }
+        List<Raw> answers = pipelined(
+                request("PUT", "/v1/devices/" + a, token, good),
+                request("GET", "/v1/devices", token, null),
+                request("PUT", "/v1/devices/" + Fixtures.unique("c"), token, bad),
+                request("PUT", "/v1/devices/" + b, token, alsoGood));
 
         // (a read pipelined behind a write Micronaut serves may run before that write commits: Micronaut
         // handles pipelined requests concurrently, answering in order; so b is read afterwards)
@@ -175,18 +169,12 @@ class DirectRegistrationTest extends HeraldTest {
         String c = Fixtures.unique("c");
         double before = direct();
 
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        out.writeBytes(request("PUT", "/v1/devices/" + a, token, Api.JSON.writeValueAsBytes(androidDevice(tenant.app(), fcmToken()))));
-        out.writeBytes(request("PUT", "/v1/devices/" + b, token, Api.JSON.writeValueAsBytes(iosDevice(tenant.app(), apnsToken()))));
-        out.writeBytes(request("PUT", "/v1/devices/" + Fixtures.unique("d"), token,
-                Api.JSON.writeValueAsBytes(androidDevice("no-such-app-" + Fixtures.unique("x"), fcmToken()))));
-        out.writeBytes(request("PUT", "/v1/devices/" + c, token, Api.JSON.writeValueAsBytes(androidDevice(tenant.app(), fcmToken()))));
-        List<Raw> answers;
-        try (Socket socket = new Socket(server.getHost(), server.getPort())) {
-            socket.setSoTimeout(30_000);
-            socket.getOutputStream().write(out.toByteArray());
-            answers = readResponses(socket.getInputStream(), 4);
-        }
+        List<Raw> answers = pipelined(
+                request("PUT", "/v1/devices/" + a, token, Api.JSON.writeValueAsBytes(androidDevice(tenant.app(), fcmToken()))),
+                request("PUT", "/v1/devices/" + b, token, Api.JSON.writeValueAsBytes(iosDevice(tenant.app(), apnsToken()))),
+                request("PUT", "/v1/devices/" + Fixtures.unique("d"), token,
+                        Api.JSON.writeValueAsBytes(androidDevice("no-such-app-" + Fixtures.unique("x"), fcmToken()))),
+                request("PUT", "/v1/devices/" + c, token, Api.JSON.writeValueAsBytes(androidDevice(tenant.app(), fcmToken()))));
 
         assertThat(answers).extracting(Raw::status).containsExactly(201, 201, 400, 201);
         assertThat(answers).extracting(r -> Api.JSON.readTree(r.body()).path("installationId").asText())
@@ -217,6 +205,19 @@ class DirectRegistrationTest extends HeraldTest {
             assertThat(in.read()).as("closed after the answer").isEqualTo(-1);
         }
         assertThat(direct()).isEqualTo(before + 1);
+    }
+
+    /** Sends {@code requests} at once on one new connection and reads their answers. */
+    private List<Raw> pipelined(byte[]... requests) throws IOException {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        for (byte[] request : requests) {
+            out.writeBytes(request);
+        }
+        try (Socket socket = new Socket(server.getHost(), server.getPort())) {
+            socket.setSoTimeout(30_000);
+            socket.getOutputStream().write(out.toByteArray());
+            return readResponses(socket.getInputStream(), requests.length);
+        }
     }
 
     private static byte[] request(String method, String path, String token, byte[] body) {
