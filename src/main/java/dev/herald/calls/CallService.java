@@ -78,6 +78,7 @@ public class CallService implements AutoCloseable {
     private final Timer endLatency;
     private final Timer stored;
     private final Timer acknowledged;
+    private final Timer handed;
 
     CallService(CallStore store, CallRinger ringer, DeliveryStore deliveries, NotificationService notifications,
                 WorkSignals signals, LiveHub live, AppGateways gateways, dev.herald.webhooks.WebhookStore webhooks,
@@ -110,8 +111,11 @@ public class CallService implements AutoCloseable {
         this.stored = Timer.builder("herald.calls.stage").tag("stage", "stored")
                 .description("A new call: from its request to its commit").publishPercentiles(0.5, 0.99, 0.999)
                 .register(meters);
+        this.handed = Timer.builder("herald.calls.stage").tag("stage", "handed")
+                .description("A new call: from its request to its messages handed to the gateways")
+                .publishPercentiles(0.5, 0.99, 0.999).register(meters);
         this.acknowledged = Timer.builder("herald.calls.stage").tag("stage", "acknowledged")
-                .description("A new call: from its commit to every gateway's acknowledgement")
+                .description("A new call: from its messages handed to the gateways to every acknowledgement")
                 .publishPercentiles(0.5, 0.99, 0.999).register(meters);
     }
 
@@ -119,7 +123,14 @@ public class CallService implements AutoCloseable {
     record Answer(CallStore.StoredCall call, List<CallStore.Route> routes, boolean ended) {
     }
 
-    /** Rings the callee's devices, or answers the call already ringing under this callId. */
+    /**
+     * Rings the callee's devices, or answers the call already ringing under this callId. A new call
+     * rings as soon as its first statement decided it is new and read the callee's devices, while its
+     * routes are stored and committed: a second post of the same callId waits for that commit (the
+     * call's row is locked), so it never rings twice. The answer still comes after the commit and the
+     * gateways' acknowledgements; should the commit fail, the caller gets the error (and the devices
+     * may already have rung, under the same collapse id a retry uses).
+     */
     CompletableFuture<Answer> ring(Caller.AppKey key, CallRequest request) {
         long started = System.nanoTime();
         // as PostgreSQL keeps it, so a repeated post answers the very same createdAt
@@ -128,25 +139,53 @@ public class CallService implements AutoCloseable {
                 request.callerId(), request.callerName(), request.video(), request.ringSeconds(), now,
                 now.plusSeconds(request.ringSeconds()), null, null, null);
         return CompletableFuture.supplyAsync(() -> {
-                    boolean present = live.presence(List.of(call.callee())).get(call.callee()) != LiveHub.Reach.AWAY;
-                    return transactions.executeWrite(status -> store.start(call, devices -> plan(call, devices, present)));
+                    // Redis answers while PostgreSQL works
+                    LiveHub.PresenceLookup presence = live.lookUp(List.of(call.callee()));
+                    Ringing ringing = new Ringing();
+                    CallStore.Started startedCall = transactions.executeWrite(status -> store.start(call, devices -> {
+                        boolean present = presence.reach().get(call.callee()) != LiveHub.Reach.AWAY;
+                        List<CallStore.Route> routes = plan(call, devices, present);
+                        ringing.start(key, call, routes, started);
+                        return routes;
+                    }));
+                    if (startedCall.created()) {
+                        stored.record(System.nanoTime() - started, TimeUnit.NANOSECONDS);
+                    }
+                    return new Rung(startedCall, ringing);
                 }, executor)
-                .thenCompose(startedCall -> {
+                .thenCompose(rung -> {
+                    CallStore.Started startedCall = rung.started();
                     if (!startedCall.created()) {
                         return CompletableFuture.completedFuture(new Answer(startedCall.call(), startedCall.routes(), false));
                     }
-                    long committed = System.nanoTime();
-                    stored.record(committed - started, TimeUnit.NANOSECONDS);
                     meters.counter("herald.calls.started", "app", key.appId()).increment();
-                    if (startedCall.routes().stream().anyMatch(r -> "live".equals(r.channel()))) {
-                        live.publish(call.callee(), "call.incoming", null, LiveEvents.json(incoming(call).data()));
-                    }
-                    List<CallStore.Route> toSend = startedCall.routes().stream().filter(r -> "sending".equals(r.status())).toList();
-                    return ringer.send(key.appId(), toSend, incoming(call), "call.incoming", call.callId())
-                            .whenComplete((outcomes, failure) -> acknowledged.record(System.nanoTime() - committed,
-                                    TimeUnit.NANOSECONDS))
-                            .thenApplyAsync(outcomes -> recordRung(startedCall, toSend, outcomes, started), executor);
+                    return rung.ringing().outcomes
+                            .thenApplyAsync(outcomes -> recordRung(startedCall, rung.ringing().sent, outcomes, started),
+                                    executor);
                 });
+    }
+
+    /** A call stored and the messages it rang with. */
+    private record Rung(CallStore.Started started, Ringing ringing) {
+    }
+
+    /** The messages of a new call, sent before its transaction commits. */
+    private final class Ringing {
+
+        private List<CallStore.Route> sent = List.of();
+        private CompletableFuture<List<CallRinger.Outcome>> outcomes = CompletableFuture.completedFuture(List.of());
+
+        void start(Caller.AppKey key, CallStore.StoredCall call, List<CallStore.Route> routes, long startedNanos) {
+            if (routes.stream().anyMatch(r -> "live".equals(r.channel()))) {
+                live.publish(call.callee(), "call.incoming", null, LiveEvents.json(incoming(call).data()));
+            }
+            sent = routes.stream().filter(r -> "sending".equals(r.status())).toList();
+            long handedOver = System.nanoTime();
+            outcomes = ringer.send(key.appId(), sent, incoming(call), "call.incoming", call.callId())
+                    .whenComplete((done, failure) -> acknowledged.record(System.nanoTime() - handedOver,
+                            TimeUnit.NANOSECONDS));
+            handed.record(handedOver - startedNanos, TimeUnit.NANOSECONDS);
+        }
     }
 
     /**
@@ -158,7 +197,8 @@ public class CallService implements AutoCloseable {
         List<CallStore.Route> routes = new ArrayList<>();
         int seq = 0;
         if (present) {
-            // the callee's streams get call.incoming once the call is stored (a test key's too: nothing leaves Herald)
+            // the callee's streams get call.incoming as soon as the call is known to be new
+            // (a test key's too: nothing leaves Herald)
             routes.add(new CallStore.Route(seq++, null, null, "live", null, "sent", null, null, null));
         }
         if (devices.isEmpty()) {

@@ -264,13 +264,21 @@ public class LiveHub implements AutoCloseable {
 
     /** Each user's {@link Reach} (any node); Redis unreachable: everyone is away. */
     public Map<String, Reach> presence(List<String> userIds) {
+        return lookUp(userIds).reach();
+    }
+
+    /**
+     * Asks for each user's {@link Reach} now and answers it on {@link PresenceLookup#reach()}, so that
+     * a caller can do other work (a database statement) while Redis answers.
+     */
+    public PresenceLookup lookUp(List<String> userIds) {
         Map<String, Reach> reach = new HashMap<>();
-        long now = clock.millis();
         if (System.nanoTime() < unreachableUntil) {
             // Redis failed a moment ago: do not make every notification (or call) wait for it again
             userIds.forEach(u -> reach.put(u, Reach.AWAY));
-            return reach;
+            return new PresenceLookup(reach, List.of(), List.of());
         }
+        long now = clock.millis();
         // a stream of the user on this node that does not acknowledge settles it without asking Redis
         // (presence is any stream, on any node; acknowledging is all of them)
         List<String> ask = new ArrayList<>(userIds.size());
@@ -281,25 +289,56 @@ public class LiveHub implements AutoCloseable {
                 ask.add(user);
             }
         }
+        List<RedisFuture<List<String>>> members = new ArrayList<>(ask.size());
         try {
-            List<RedisFuture<List<String>>> members = new ArrayList<>(ask.size());
             for (String user : ask) {
                 members.add(redis.zrangebyscore(key(user), Range.create(now, Double.POSITIVE_INFINITY)));
             }
-            for (int i = 0; i < ask.size(); i++) {
-                List<String> live = members.get(i).get(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS);
-                Reach r = Reach.AWAY;
-                if (live != null && !live.isEmpty()) {
-                    r = live.stream().allMatch(m -> m.endsWith(ACK_SUFFIX)) ? Reach.PRESENT_ACK : Reach.PRESENT;
-                }
-                reach.put(ask.get(i), r);
-            }
-        } catch (Exception e) {
-            unreachableUntil = System.nanoTime() + UNREACHABLE_PAUSE.toNanos();
-            warn("presence unknown, users count as away", e);
-            ask.forEach(u -> reach.put(u, Reach.AWAY));
+        } catch (RuntimeException e) {
+            away(ask, reach, e);
+            return new PresenceLookup(reach, List.of(), List.of());
         }
-        return reach;
+        return new PresenceLookup(reach, ask, members);
+    }
+
+    /** A presence look-up under way: {@link #reach()} waits (at most 500 ms) for Redis's answers. */
+    public final class PresenceLookup {
+
+        private final Map<String, Reach> reach;
+        private final List<String> asked;
+        private final List<RedisFuture<List<String>>> members;
+
+        private PresenceLookup(Map<String, Reach> reach, List<String> asked, List<RedisFuture<List<String>>> members) {
+            this.reach = reach;
+            this.asked = asked;
+            this.members = members;
+        }
+
+        /** Each user's reach; users Redis did not answer for count as away. */
+        public Map<String, Reach> reach() {
+            try {
+                for (int i = 0; i < members.size(); i++) {
+                    List<String> live = members.get(i).get(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS);
+                    Reach r = Reach.AWAY;
+                    if (live != null && !live.isEmpty()) {
+                        r = live.stream().allMatch(m -> m.endsWith(ACK_SUFFIX)) ? Reach.PRESENT_ACK : Reach.PRESENT;
+                    }
+                    reach.put(asked.get(i), r);
+                }
+            } catch (Exception e) {
+                if (e instanceof InterruptedException) {
+                    Thread.currentThread().interrupt();
+                }
+                away(asked, reach, e);
+            }
+            return reach;
+        }
+    }
+
+    private void away(List<String> asked, Map<String, Reach> reach, Exception e) {
+        unreachableUntil = System.nanoTime() + UNREACHABLE_PAUSE.toNanos();
+        warn("presence unknown, users count as away", e);
+        asked.forEach(u -> reach.put(u, Reach.AWAY));
     }
 
     private static boolean anyWithoutAck(Stream[] mine) {

@@ -11,6 +11,8 @@ import io.micronaut.test.extensions.junit5.annotation.MicronautTest;
 import jakarta.inject.Inject;
 import org.junit.jupiter.api.Test;
 
+import java.sql.Connection;
+import java.sql.Statement;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -18,9 +20,11 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 
 import static dev.herald.support.Fixtures.androidDevice;
 import static dev.herald.support.Fixtures.apnsToken;
@@ -227,6 +231,32 @@ class CallsTest extends GatewayTest {
             pool.shutdown();
         }
         assertThat(apns.receivedFor(voip).stream().filter(p -> racing.equals(p.header("apns-collapse-id")))).hasSize(1);
+    }
+
+    @Test
+    void aNewCallRingsWhileItsRoutesAreStillBeingStored() throws Exception {
+        String voip = iphone("iphone-early-" + tenant.userId());
+        String callId = "early-" + tenant.userId();
+        CompletableFuture<Api.Response> answer;
+        try (Connection lock = sql.connect()) {
+            lock.setAutoCommit(false);
+            try (Statement s = lock.createStatement()) {
+                // reads go on, inserts of routes wait: the call is decided new, its routes cannot be stored yet
+                s.execute("LOCK TABLE call_routes IN EXCLUSIVE MODE");
+            }
+            answer = CompletableFuture.supplyAsync(() -> api.post("/v1/calls", tenant.key(),
+                    call(callId, tenant.userId(), 60)));
+            await().atMost(DEADLINE).until(() -> apns.receivedFor(voip).stream()
+                    .anyMatch(p -> callId.equals(p.header("apns-collapse-id"))));
+            assertThat(answer).as("answered only once the call is stored").isNotDone();
+            lock.rollback();
+        }
+        Api.Response rung = answer.get(DEADLINE.toSeconds(), TimeUnit.SECONDS);
+        assertThat(rung.status()).as(rung.toString()).isEqualTo(200);
+        assertThat(route(rung.json(), "iphone-early-" + tenant.userId()).path("status").asText()).isEqualTo("sent");
+        Api.Response shown = api.get("/v1/calls/" + callId, tenant.key());
+        assertThat(route(shown.json(), "iphone-early-" + tenant.userId()).path("status").asText()).isEqualTo("sent");
+        assertThat(apns.receivedFor(voip)).hasSize(1);
     }
 
     @Test

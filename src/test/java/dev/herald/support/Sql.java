@@ -27,6 +27,11 @@ public class Sql {
         this.password = password;
     }
 
+    /** A connection of its own, for a test that holds a transaction (a lock) open while the service works. */
+    public Connection connect() throws java.sql.SQLException {
+        return DriverManager.getConnection(url, user, password);
+    }
+
     public int update(String sql, Object... args) {
         try (Connection connection = DriverManager.getConnection(url, user, password);
              PreparedStatement statement = connection.prepareStatement(sql)) {
