@@ -125,11 +125,11 @@ public class CallService implements AutoCloseable {
 
     /**
      * Rings the callee's devices, or answers the call already ringing under this callId. A new call
-     * rings as soon as its first statement decided it is new and read the callee's devices, while its
-     * routes are stored and committed: a second post of the same callId waits for that commit (the
-     * call's row is locked), so it never rings twice. The answer still comes after the commit and the
-     * gateways' acknowledgements; should the commit fail, the caller gets the error (and the devices
-     * may already have rung, under the same collapse id a retry uses).
+     * rings as soon as its first round trip (the call's lock, then reads) decided it is new and read the
+     * callee's devices, while the call and its routes are stored and committed: a second post of the
+     * same callId waits for that commit on the lock, so it never rings twice. The answer still comes
+     * after the commit and the gateways' acknowledgements; should the commit fail, the caller gets the
+     * error (and the devices may already have rung, under the same collapse id a retry uses).
      */
     CompletableFuture<Answer> ring(Caller.AppKey key, CallRequest request) {
         long started = System.nanoTime();

@@ -16,8 +16,8 @@ import java.util.function.Function;
 
 /**
  * Calls and their routes in PostgreSQL. Every method joins the caller's transaction (the callers are
- * {@link CallService}'s transactional steps). A call's key is (app, callId): inserting it is what decides,
- * across every node, which request rings and which only answers the call already ringing.
+ * {@link CallService}'s transactional steps). A call's key is (app, callId); its advisory lock is what
+ * decides, across every node, which request rings and which only answers the call already ringing.
  */
 @Singleton
 class CallStore {
@@ -65,26 +65,56 @@ class CallStore {
     record Started(boolean created, StoredCall call, List<Route> routes) {
     }
 
+    /** The first key of the advisory locks that serialise the posts of one call (the second: its id's hash). */
+    private static final int CALL_LOCKS = 0x43414c4c; // "CALL"
+
     /**
-     * Inserts the call unless (app, callId) exists, reading the callee's devices in the same statement; a
-     * new call's routes, as {@code plan} makes them from the devices, are inserted too. A call already
-     * there is answered with its stored routes (a concurrent insert of the same call waits for the first
-     * to commit, then finds it).
+     * Starts the call unless (app, callId) exists. The first round trip takes the call's transaction-level
+     * advisory lock (a concurrent post of the same call, on any node, waits there until this transaction
+     * ends, then finds the call), then reads whether the call exists and the callee's devices: nothing
+     * is written yet, so nothing on the way to ringing waits for the write-ahead log. For a new call,
+     * {@code plan} makes the routes from the devices (and may ring them at once); then the call and its
+     * routes are inserted. A call already there is answered with its stored routes.
      */
     Started start(StoredCall call, Function<List<CalleeDevice>, List<Route>> plan) {
         List<CalleeDevice> devices = new ArrayList<>();
-        boolean created = jdbc.prepareStatement("""
-                WITH new_call AS (
-                    INSERT INTO calls (app_id, call_id, test, callee, caller_id, caller_name, video, ring_seconds,
-                                       created_at, ring_until)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT DO NOTHING
-                    RETURNING app_id, callee)
-                SELECT n.app_id IS NOT NULL, d.installation_id, d.platform, d.push_token, d.voip_token
-                FROM (SELECT 1) AS one
-                LEFT JOIN new_call n ON true
-                LEFT JOIN devices d ON d.app_id = n.app_id AND d.user_id = n.callee
+        boolean exists = jdbc.prepareStatement("""
+                SELECT pg_advisory_xact_lock(?, hashtext(? || '/' || ?));
+                SELECT c.exists, d.installation_id, d.platform, d.push_token, d.voip_token
+                FROM (SELECT EXISTS (SELECT 1 FROM calls WHERE app_id = ? AND call_id = ?) AS exists) AS c
+                LEFT JOIN devices d ON NOT c.exists AND d.app_id = ? AND d.user_id = ?
                 ORDER BY d.installation_id""", ps -> {
+            ps.setInt(1, CALL_LOCKS);
+            ps.setString(2, call.appId());
+            ps.setString(3, call.callId());
+            ps.setString(4, call.appId());
+            ps.setString(5, call.callId());
+            ps.setString(6, call.appId());
+            ps.setString(7, call.callee());
+            ps.execute(); // the lock's row first
+            if (!ps.getMoreResults()) {
+                throw new IllegalStateException("The call's devices were not read");
+            }
+            boolean found = false;
+            try (ResultSet rs = ps.getResultSet()) {
+                while (rs.next()) {
+                    found = rs.getBoolean(1);
+                    if (rs.getString(2) != null) {
+                        devices.add(new CalleeDevice(rs.getString(2), rs.getString(3), rs.getString(4), rs.getString(5)));
+                    }
+                }
+            }
+            return found;
+        });
+        if (exists) {
+            StoredCall existing = find(call.appId(), call.callId()).orElseThrow();
+            return new Started(false, existing, routes(call.appId(), call.callId()));
+        }
+        List<Route> routes = plan.apply(devices);
+        jdbc.prepareStatement("""
+                INSERT INTO calls (app_id, call_id, test, callee, caller_id, caller_name, video, ring_seconds,
+                                   created_at, ring_until)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", ps -> {
             ps.setString(1, call.appId());
             ps.setString(2, call.callId());
             ps.setBoolean(3, call.test());
@@ -95,22 +125,8 @@ class CallStore {
             ps.setInt(8, call.ringSeconds());
             ps.setTimestamp(9, Timestamp.from(call.createdAt()));
             ps.setTimestamp(10, Timestamp.from(call.ringUntil()));
-            boolean inserted = false;
-            try (ResultSet rs = ps.executeQuery()) {
-                while (rs.next()) {
-                    inserted = rs.getBoolean(1);
-                    if (rs.getString(2) != null) {
-                        devices.add(new CalleeDevice(rs.getString(2), rs.getString(3), rs.getString(4), rs.getString(5)));
-                    }
-                }
-            }
-            return inserted;
+            return ps.executeUpdate();
         });
-        if (!created) {
-            StoredCall existing = find(call.appId(), call.callId()).orElseThrow();
-            return new Started(false, existing, routes(call.appId(), call.callId()));
-        }
-        List<Route> routes = plan.apply(devices);
         insertRoutes(call, routes);
         return new Started(true, call, routes);
     }
