@@ -26,9 +26,11 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
- * The long-lived pushy clients of every app: one per (app, credentials version), built on the app's
- * first push and replaced when a newer version comes; each with its own {@link GatewayGuard}. All share
- * one Netty event loop group, owned here.
+ * The long-lived pushy clients of every app: one per (app, credentials version, lane), built on the
+ * app's first push and replaced when a newer version comes; each with its own {@link GatewayGuard}. An
+ * app has two lanes: its notifications, and its calls (VoIP pushes) on a connection of their own, so a
+ * call never waits behind a burst of notifications on an HTTP/2 connection. All share one Netty event
+ * loop group, owned here.
  *
  * <p>A replaced client is closed after {@link #GRACE}, so that pushes already queued behind it still go
  * out. Credentials that cannot build a client (a bad key, a missing field) are remembered as
@@ -100,9 +102,13 @@ final class ApnsClients implements AutoCloseable {
     private record Entry(Instant version, Slot slot, GatewayCredentials credentials) {
     }
 
+    /** An app's notifications, or its calls. */
+    private record Lane(String appId, boolean calls) {
+    }
+
     private final ApnsConfiguration config;
     private final NioEventLoopGroup group;
-    private final ConcurrentMap<String, Entry> entries = new ConcurrentHashMap<>();
+    private final ConcurrentMap<Lane, Entry> entries = new ConcurrentHashMap<>();
     private final Set<ApnsClient> retiring = ConcurrentHashMap.newKeySet();
     private final AtomicBoolean closed = new AtomicBoolean();
     private volatile java.util.function.Consumer<String> recovered = appId -> { };
@@ -114,27 +120,31 @@ final class ApnsClients implements AutoCloseable {
                 new DefaultThreadFactory("herald-apns", true));
     }
 
-    /** The slot for these credentials: the app's client, built now if it has none for this version. */
-    Slot slotFor(GatewayCredentials credentials) {
-        Entry current = entries.get(credentials.appId());
+    /**
+     * The slot for these credentials in the app's lane for calls or for notifications: the lane's
+     * client, built now if it has none for this version.
+     */
+    Slot slotFor(GatewayCredentials credentials, boolean calls) {
+        Lane lane = new Lane(credentials.appId(), calls);
+        Entry current = entries.get(lane);
         if (current == null || credentials.version().isAfter(current.version())) {
-            current = entries.compute(credentials.appId(), (appId, existing) -> {
+            current = entries.compute(lane, (key, existing) -> {
                 if (closed.get() || existing != null && !credentials.version().isAfter(existing.version())) {
                     return existing;
                 }
                 if (existing != null && existing.slot() instanceof Ready old) {
                     retire(old.client());
                 }
-                return new Entry(credentials.version(), build(credentials, null), credentials);
+                return new Entry(credentials.version(), build(credentials, calls, null), credentials);
             });
         }
         if (!closed.get() && current != null && current.slot() instanceof Ready ready && ready.disconnected()) {
             Entry stale = current;
-            current = entries.compute(credentials.appId(), (appId, existing) -> {
+            current = entries.compute(lane, (key, existing) -> {
                 if (existing != stale || closed.get()) {
                     return existing;
                 }
-                Slot replacement = build(existing.credentials(), ready.guard());
+                Slot replacement = build(existing.credentials(), calls, ready.guard());
                 if (!(replacement instanceof Ready)) {
                     // could not build one now (no file descriptors in an outage, say): keep the old client
                     ready.answered();
@@ -147,8 +157,8 @@ final class ApnsClients implements AutoCloseable {
         return closed.get() || current == null ? new Closed() : current.slot();
     }
 
-    /** A client for these credentials, behind {@code guard} (null: a new one). */
-    private Slot build(GatewayCredentials credentials, GatewayGuard guard) {
+    /** A client for these credentials in one lane, behind {@code guard} (null: a new one). */
+    private Slot build(GatewayCredentials credentials, boolean calls, GatewayGuard guard) {
         try {
             AppKey key = AppKey.from(credentials.block());
             ApnsSigningKey signingKey = ApnsSigningKey.loadFromInputStream(
@@ -157,14 +167,16 @@ final class ApnsClients implements AutoCloseable {
                     .setApnsServer(config.hostFor(key.production()), config.port())
                     .setSigningKey(signingKey)
                     .setEventLoopGroup(group)
-                    .setConcurrentConnections(config.connections())
+                    // a call at a time needs no second connection
+                    .setConcurrentConnections(calls ? 1 : config.connections())
                     .setGracefulShutdownTimeout(GRACE);
             if (config.trustedCertificate().isPresent()) {
                 builder.setTrustedServerCertificateChain(config.trustedCertificate().get().toFile());
             }
             long built = System.nanoTime();
             GatewayGuard behind = guard != null ? guard
-                    : new GatewayGuard("apns-" + credentials.appId(), config.maxInFlight(), GUARD_OPEN_FOR,
+                    : new GatewayGuard("apns-" + credentials.appId() + (calls ? "-calls" : ""), config.maxInFlight(),
+                            GUARD_OPEN_FOR,
                             () -> recovered.accept(credentials.appId()));
             return new Ready(builder.build(), behind, key.bundleId(), built, new AtomicLong(built), new AtomicLong(built));
         } catch (UnusableKey e) {
@@ -178,9 +190,9 @@ final class ApnsClients implements AutoCloseable {
         }
     }
 
-    /** The app's current client, if it has one; never builds (safe on an event loop). */
-    java.util.Optional<Ready> current(String appId) {
-        Entry entry = entries.get(appId);
+    /** The current client of the app's lane, if it has one; never builds (safe on an event loop). */
+    java.util.Optional<Ready> current(String appId, boolean calls) {
+        Entry entry = entries.get(new Lane(appId, calls));
         return entry != null && entry.slot() instanceof Ready ready ? java.util.Optional.of(ready) : java.util.Optional.empty();
     }
 

@@ -80,14 +80,14 @@ public class ApnsSender implements PushSender {
     }
 
     private CompletableFuture<PushResult> dispatch(GatewayCredentials credentials, Push push) {
-        ApnsClients.Slot slot = clients.slotFor(credentials);
+        PushContent content = push.content();
+        ApnsClients.Slot slot = clients.slotFor(credentials, content.urgent());
         if (slot instanceof ApnsClients.Closed) {
             return CompletableFuture.completedFuture(new PushResult.Retry("closed", null));
         }
         if (!(slot instanceof ApnsClients.Ready ready)) {
             return CompletableFuture.completedFuture(new PushResult.Rejected("bad_credentials"));
         }
-        PushContent content = push.content();
         String payload = ApnsPayloads.payload(content);
         if (payload.getBytes(StandardCharsets.UTF_8).length > ApnsPayloads.maxBytes(content.kind())) {
             return CompletableFuture.completedFuture(new PushResult.Rejected("PayloadTooLarge"));
@@ -96,7 +96,7 @@ public class ApnsSender implements PushSender {
         return ready.guard().call(() -> {
             // a push that waited in the guard goes out on the app's client of now, should the one of
             // the moment it was queued have been replaced (lost its connection) meanwhile
-            ApnsClients.Ready now = clients.current(credentials.appId())
+            ApnsClients.Ready now = clients.current(credentials.appId(), content.urgent())
                     .filter(r -> r.guard() == ready.guard()).orElse(ready);
             return now.client().sendNotification(notification).handle((response, failure) -> {
                 if (failure == null) {

@@ -251,6 +251,34 @@ class ApnsSenderTest {
     }
 
     @Test
+    void aCallRingsWhileTheAppsNotificationsFillEverySlotWithApns() {
+        ApnsSender bounded = sender(1, 2);
+        GatewayCredentials credentials = credentials("app-lanes");
+        MockApns.Gate gate = apns.holdAllButVoip();
+        List<CompletableFuture<PushResult>> alerts = new ArrayList<>();
+        try {
+            for (int i = 0; i < 4; i++) {
+                alerts.add(bounded.send(credentials, alert(Fixtures.apnsToken())));
+            }
+            await().atMost(Duration.ofSeconds(5)).until(() -> gate.waiting() >= 1);
+            String voipToken = Fixtures.apnsToken();
+            // the call has a connection and in-flight slots of its own: it neither waits for a slot nor
+            // behind the held notifications on their connection
+            assertThat(bounded.send(credentials, voip(voipToken))).succeedsWithin(Duration.ofSeconds(2))
+                    .isInstanceOf(PushResult.Accepted.class);
+            assertThat(apns.receivedFor(voipToken)).singleElement()
+                    .satisfies(r -> assertThat(r.header("apns-push-type")).isEqualTo("voip"));
+            assertThat(alerts).noneMatch(CompletableFuture::isDone);
+        } finally {
+            gate.open();
+        }
+        assertThat(CompletableFuture.allOf(alerts.toArray(CompletableFuture[]::new)))
+                .succeedsWithin(Duration.ofSeconds(5));
+        assertThat(alerts).allSatisfy(f -> assertThat(f.join()).isInstanceOf(PushResult.Accepted.class));
+        bounded.close();
+    }
+
+    @Test
     void noMoreThanMaxInFlightPushesAreWithApnsAtOnce() {
         ApnsSender bounded = sender(4, 2);
         GatewayCredentials credentials = credentials("app-bounded");
@@ -305,6 +333,11 @@ class ApnsSenderTest {
     private static Push alert(String token) {
         return new Push(UUID.randomUUID(), token, new PushContent(PushKind.ALERT, "Hi", null, Map.of(), null, null,
                 null, null, Priority.HIGH, Instant.now().plus(Duration.ofHours(1)).truncatedTo(ChronoUnit.SECONDS)));
+    }
+
+    private static Push voip(String token) {
+        return new Push(UUID.randomUUID(), token, new PushContent(PushKind.VOIP, null, null, Map.of("callId", "c-7"),
+                null, null, null, null, Priority.HIGH, Instant.now().plus(Duration.ofSeconds(30))));
     }
 
     private static MockApns.Received single(String token) {

@@ -65,6 +65,8 @@ public final class MockApns implements AutoCloseable {
     private final Map<String, Answer> answers = new ConcurrentHashMap<>();
     private final Map<String, TrustedKey> keys = new ConcurrentHashMap<>();
     private volatile Gate gate = Gate.alreadyOpen();
+    /** Which requests the gate holds. */
+    private volatile java.util.function.Predicate<Map<String, String>> gated = headers -> true;
     private final Map<String, Instant> verified = new ConcurrentHashMap<>();
     private final java.util.concurrent.atomic.AtomicLong count = new java.util.concurrent.atomic.AtomicLong();
     private final java.util.concurrent.atomic.AtomicLong repeats = new java.util.concurrent.atomic.AtomicLong();
@@ -205,6 +207,15 @@ public final class MockApns implements AutoCloseable {
     /** As {@link #hold()}, each request waiting at most {@code timeout}: an APNs that hangs that long. */
     public Gate hold(Duration timeout) {
         Gate held = new Gate(timeout);
+        gated = headers -> true;
+        gate = held;
+        return held;
+    }
+
+    /** As {@link #hold()}, for every request but VoIP pushes: an APNs slow to answer notifications. */
+    public Gate holdAllButVoip() {
+        Gate held = new Gate(GATE_TIMEOUT);
+        gated = headers -> !"voip".equals(headers.get("apns-push-type"));
         gate = held;
         return held;
     }
@@ -277,7 +288,9 @@ public final class MockApns implements AutoCloseable {
         if (!tokensSeen.add(all.getOrDefault("apns-id", token))) {
             repeats.incrementAndGet();
         }
-        gate.pass();
+        if (gated.test(all)) {
+            gate.pass();
+        }
         authenticate(all.get("authorization"));
         Answer scripted = everyone;
         Answer answer = scripted != null ? scripted : answers.getOrDefault(token, Answer.accept());
