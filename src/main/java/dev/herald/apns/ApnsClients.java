@@ -177,7 +177,8 @@ final class ApnsClients implements AutoCloseable {
             GatewayGuard behind = guard != null ? guard
                     : new GatewayGuard("apns-" + credentials.appId() + (calls ? "-calls" : ""), config.maxInFlight(),
                             GUARD_OPEN_FOR,
-                            () -> recovered.accept(credentials.appId()));
+                            // calls are never queued for a retry: only the notifications' recovery retries
+                            calls ? () -> { } : () -> recovered.accept(credentials.appId()));
             return new Ready(builder.build(), behind, key.bundleId(), built, new AtomicLong(built), new AtomicLong(built));
         } catch (UnusableKey e) {
             LOG.warn("APNs credentials of app {} (version {}) are unusable: {}", credentials.appId(), credentials.version(), e.getMessage());

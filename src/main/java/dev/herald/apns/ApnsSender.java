@@ -24,10 +24,11 @@ import java.util.concurrent.CompletableFuture;
 /**
  * Sends pushes through APNs with pushy, using each app's token-auth key ({@code .p8}).
  *
- * <p>Contract, beyond {@link PushSender}'s: one long-lived client per (app, credentials version), built
- * on the app's first push (the only work {@link #send} does on the calling thread: parsing the key and
- * building a TLS context, once per version) and replaced when the version moves forward. At most
- * {@code herald.apns.max-in-flight} pushes per client are with APNs at once, behind a circuit breaker.
+ * <p>Contract, beyond {@link PushSender}'s: one long-lived client per (app, credentials version) for
+ * notifications and one for calls (VoIP pushes), each built on its first push (the only work
+ * {@link #send} does on the calling thread: parsing the key and building a TLS context, once per version)
+ * and replaced when the version moves forward. At most {@code herald.apns.max-in-flight} pushes per
+ * client are with APNs at once, behind a circuit breaker of its own.
  * The returned futures complete on the sender's Netty event loop: callers must not block in their
  * continuations (use the {@code *Async} variants).
  *

@@ -142,12 +142,18 @@ public class CallService implements AutoCloseable {
                     // Redis answers while PostgreSQL works
                     LiveHub.PresenceLookup presence = live.lookUp(List.of(call.callee()));
                     Ringing ringing = new Ringing();
-                    CallStore.Started startedCall = transactions.executeWrite(status -> store.start(call, devices -> {
-                        boolean present = presence.reach().get(call.callee()) != LiveHub.Reach.AWAY;
-                        List<CallStore.Route> routes = plan(call, devices, present);
-                        ringing.start(key, call, routes, started);
-                        return routes;
-                    }));
+                    CallStore.Started startedCall;
+                    try {
+                        startedCall = transactions.executeWrite(status -> store.start(call, devices -> {
+                            boolean present = presence.reach().get(call.callee()) != LiveHub.Reach.AWAY;
+                            List<CallStore.Route> routes = plan(call, devices, present);
+                            ringing.start(key, call, routes, started);
+                            return routes;
+                        }));
+                    } catch (RuntimeException e) {
+                        ringing.cancel(call, e);
+                        throw e;
+                    }
                     if (startedCall.created()) {
                         stored.record(System.nanoTime() - started, TimeUnit.NANOSECONDS);
                     }
@@ -174,9 +180,11 @@ public class CallService implements AutoCloseable {
 
         private List<CallStore.Route> sent = List.of();
         private CompletableFuture<List<CallRinger.Outcome>> outcomes = CompletableFuture.completedFuture(List.of());
+        private boolean toStreams;
 
         void start(Caller.AppKey key, CallStore.StoredCall call, List<CallStore.Route> routes, long startedNanos) {
-            if (routes.stream().anyMatch(r -> "live".equals(r.channel()))) {
+            toStreams = routes.stream().anyMatch(r -> "live".equals(r.channel()));
+            if (toStreams) {
                 live.publish(call.callee(), "call.incoming", null, LiveEvents.json(incoming(call).data()));
             }
             sent = routes.stream().filter(r -> "sending".equals(r.status())).toList();
@@ -185,6 +193,29 @@ public class CallService implements AutoCloseable {
                     .whenComplete((done, failure) -> acknowledged.record(System.nanoTime() - handedOver,
                             TimeUnit.NANOSECONDS));
             handed.record(handedOver - startedNanos, TimeUnit.NANOSECONDS);
+        }
+
+        /**
+         * The call rang but could not be stored (its transaction failed): what rang is told the call
+         * ended ({@code cancelled}), once the gateways answered the ring, so no device or stream keeps
+         * ringing for a call nobody can end.
+         */
+        void cancel(CallStore.StoredCall call, RuntimeException failure) {
+            if (sent.isEmpty() && !toStreams) {
+                return;
+            }
+            LOG.warn("Call {} of app {} rang but could not be stored ({}); call.ended goes to what rang",
+                    call.callId(), call.appId(), failure.toString());
+            meters.counter("herald.calls.ended", "app", call.appId(), "reason", EndReason.CANCELLED.wire()).increment();
+            CallStore.StoredCall cancelled = new CallStore.StoredCall(call.appId(), call.callId(), call.test(),
+                    call.callee(), call.callerId(), call.callerName(), call.video(), call.ringSeconds(), call.createdAt(),
+                    call.ringUntil(), clock.instant(), EndReason.CANCELLED.wire(), null);
+            if (toStreams) {
+                live.publish(call.callee(), "call.ended", null, LiveEvents.json(ended(cancelled).data()));
+            }
+            List<CallStore.Route> rang = sent;
+            outcomes.whenComplete((done, error) -> ringer.send(call.appId(), rang, ended(cancelled), "call.ended",
+                    call.callId()));
         }
     }
 
@@ -289,6 +320,7 @@ public class CallService implements AutoCloseable {
     CompletableFuture<Answer> end(Caller.AppKey key, String callId, EndReason reason) {
         long started = System.nanoTime();
         return CompletableFuture.supplyAsync(() -> transactions.executeWrite(status -> {
+            store.awaitStored(key.appId(), callId);
             Instant now = clock.instant();
             var ended = store.end(key.appId(), callId, reason, now);
             if (ended.isPresent()) {
@@ -438,6 +470,7 @@ public class CallService implements AutoCloseable {
     /** A call as GET shows it, with its call.incoming routes. */
     CompletableFuture<Answer> find(Caller.AppKey key, String callId) {
         return CompletableFuture.supplyAsync(() -> transactions.executeRead(status -> {
+            store.awaitStored(key.appId(), callId);
             CallStore.StoredCall call = store.find(key.appId(), callId).orElseThrow(() -> ApiException.notFound("Call"));
             return new Answer(call, store.routes(key.appId(), callId), false);
         }), executor);

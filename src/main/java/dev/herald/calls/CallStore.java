@@ -131,6 +131,21 @@ class CallStore {
         return new Started(true, call, routes);
     }
 
+    /**
+     * Waits while a post of this call that may already have rung it is still storing it (it holds the
+     * call's lock until its commit), so that a device reacting at once to the ring, say declining it,
+     * finds the call rather than a 404.
+     */
+    void awaitStored(String appId, String callId) {
+        jdbc.prepareStatement("SELECT pg_advisory_xact_lock_shared(?, hashtext(? || '/' || ?))", ps -> {
+            ps.setInt(1, CALL_LOCKS);
+            ps.setString(2, appId);
+            ps.setString(3, callId);
+            ps.execute();
+            return null;
+        });
+    }
+
     private void insertRoutes(StoredCall call, List<Route> routes) {
         jdbc.prepareStatement("""
                 INSERT INTO call_routes (app_id, call_id, seq, installation_id, platform, channel, token, status,

@@ -254,6 +254,9 @@ class ApnsSenderTest {
     void aCallRingsWhileTheAppsNotificationsFillEverySlotWithApns() {
         ApnsSender bounded = sender(1, 2);
         GatewayCredentials credentials = credentials("app-lanes");
+        // the calls' connection is up before APNs stops answering notifications (a held request blocks
+        // a mock thread, which may also be the one that accepts connections)
+        assertThat(bounded.send(credentials, voip(Fixtures.apnsToken()))).succeedsWithin(Duration.ofSeconds(5));
         MockApns.Gate gate = apns.holdAllButVoip();
         List<CompletableFuture<PushResult>> alerts = new ArrayList<>();
         try {

@@ -238,6 +238,7 @@ class CallsTest extends GatewayTest {
         String voip = iphone("iphone-early-" + tenant.userId());
         String callId = "early-" + tenant.userId();
         CompletableFuture<Api.Response> answer;
+        CompletableFuture<Api.Response> declined;
         try (Connection lock = sql.connect()) {
             lock.setAutoCommit(false);
             try (Statement s = lock.createStatement()) {
@@ -249,14 +250,50 @@ class CallsTest extends GatewayTest {
             await().atMost(DEADLINE).until(() -> apns.receivedFor(voip).stream()
                     .anyMatch(p -> callId.equals(p.header("apns-collapse-id"))));
             assertThat(answer).as("answered only once the call is stored").isNotDone();
+            // the callee declines at once: the decline waits for the call to be stored instead of a 404
+            declined = CompletableFuture.supplyAsync(() -> api.delete("/v1/calls/" + callId + "?reason=declined",
+                    tenant.key()));
+            await().atMost(DEADLINE).until(() -> sql.count("SELECT count(*) FROM pg_stat_activity"
+                    + " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'") == 1);
             lock.rollback();
         }
         Api.Response rung = answer.get(DEADLINE.toSeconds(), TimeUnit.SECONDS);
         assertThat(rung.status()).as(rung.toString()).isEqualTo(200);
         assertThat(route(rung.json(), "iphone-early-" + tenant.userId()).path("status").asText()).isEqualTo("sent");
-        Api.Response shown = api.get("/v1/calls/" + callId, tenant.key());
-        assertThat(route(shown.json(), "iphone-early-" + tenant.userId()).path("status").asText()).isEqualTo("sent");
-        assertThat(apns.receivedFor(voip)).hasSize(1);
+        Api.Response decline = declined.get(DEADLINE.toSeconds(), TimeUnit.SECONDS);
+        assertThat(decline.status()).as(decline.toString()).isEqualTo(200);
+        assertThat(decline.json().path("status").asText()).isEqualTo("declined");
+        await().atMost(DEADLINE).until(() -> apns.receivedFor(voip).size() == 2);
+        assertThat(json(apns.receivedFor(voip).get(1).payload()).path("type").asText()).isEqualTo("call.ended");
+    }
+
+    @Test
+    void aCallThatRangButCouldNotBeStoredIsEndedOnTheDevices() throws Exception {
+        String voip = iphone("iphone-lost-" + tenant.userId());
+        String callId = "lost-" + tenant.userId();
+        CompletableFuture<Api.Response> answer;
+        try (Connection lock = sql.connect()) {
+            lock.setAutoCommit(false);
+            try (Statement s = lock.createStatement()) {
+                s.execute("LOCK TABLE call_routes IN EXCLUSIVE MODE");
+            }
+            answer = CompletableFuture.supplyAsync(() -> api.post("/v1/calls", tenant.key(),
+                    call(callId, tenant.userId(), 60)));
+            await().atMost(DEADLINE).until(() -> !apns.receivedFor(voip).isEmpty());
+            // PostgreSQL drops the connection storing the call (a failover, say) after the phone rang
+            await().atMost(DEADLINE).until(() -> sql.count("SELECT count(pg_terminate_backend(pid))"
+                    + " FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO call_routes%'") == 1);
+            lock.rollback();
+        }
+        Api.Response failed = answer.get(DEADLINE.toSeconds(), TimeUnit.SECONDS);
+        assertThat(failed.status()).as(failed.toString()).isGreaterThanOrEqualTo(500);
+        assertThat(failed.contentType()).startsWith("application/problem+json");
+        // what rang is told the call ended, so it does not ring on for a call nobody can end
+        await().atMost(DEADLINE).until(() -> apns.receivedFor(voip).size() == 2);
+        JsonNode ended = json(apns.receivedFor(voip).get(1).payload());
+        assertThat(ended.path("type").asText()).isEqualTo("call.ended");
+        assertThat(ended.path("reason").asText()).isEqualTo("cancelled");
+        assertThat(api.get("/v1/calls/" + callId, tenant.key()).status()).isEqualTo(404);
     }
 
     @Test
