@@ -128,8 +128,8 @@ public class CallService implements AutoCloseable {
      * rings as soon as its first round trip (the call's lock, then reads) decided it is new and read the
      * callee's devices, while the call and its routes are stored and committed: a second post of the
      * same callId waits for that commit on the lock, so it never rings twice. The answer still comes
-     * after the commit and the gateways' acknowledgements; should the commit fail, the caller gets the
-     * error (and the devices may already have rung, under the same collapse id a retry uses).
+     * after the commit and the gateways' acknowledgements; should the call not be stored after it rang,
+     * the caller gets the error and what rang is sent call.ended (see {@link Ringing#cancel}).
      */
     CompletableFuture<Answer> ring(Caller.AppKey key, CallRequest request) {
         long started = System.nanoTime();
