@@ -214,8 +214,9 @@ public class CallService implements AutoCloseable {
                 live.publish(call.callee(), "call.ended", null, LiveEvents.json(ended(cancelled).data()));
             }
             List<CallStore.Route> rang = sent;
-            outcomes.whenComplete((done, error) -> ringer.send(call.appId(), rang, ended(cancelled), "call.ended",
-                    call.callId()));
+            // on the calls' pool, not the gateway's event loop: sending may read an app's credentials
+            outcomes.whenCompleteAsync((done, error) -> ringer.send(call.appId(), rang, ended(cancelled),
+                    "call.ended", call.callId()), executor);
         }
     }
 

@@ -12,6 +12,7 @@ import jakarta.inject.Inject;
 import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
+import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
 import java.time.Instant;
@@ -233,18 +234,26 @@ class CallsTest extends GatewayTest {
         assertThat(apns.receivedFor(voip).stream().filter(p -> racing.equals(p.header("apns-collapse-id")))).hasSize(1);
     }
 
+    /**
+     * A connection of the test's own holding {@code call_routes} locked until it rolls back: reads go on,
+     * inserts of routes wait, so a call is decided new but its routes cannot be stored yet.
+     */
+    private Connection routesLocked() throws SQLException {
+        Connection lock = sql.connect();
+        lock.setAutoCommit(false);
+        try (Statement s = lock.createStatement()) {
+            s.execute("LOCK TABLE call_routes IN EXCLUSIVE MODE");
+        }
+        return lock;
+    }
+
     @Test
     void aNewCallRingsWhileItsRoutesAreStillBeingStored() throws Exception {
         String voip = iphone("iphone-early-" + tenant.userId());
         String callId = "early-" + tenant.userId();
         CompletableFuture<Api.Response> answer;
         CompletableFuture<Api.Response> declined;
-        try (Connection lock = sql.connect()) {
-            lock.setAutoCommit(false);
-            try (Statement s = lock.createStatement()) {
-                // reads go on, inserts of routes wait: the call is decided new, its routes cannot be stored yet
-                s.execute("LOCK TABLE call_routes IN EXCLUSIVE MODE");
-            }
+        try (Connection lock = routesLocked()) {
             answer = CompletableFuture.supplyAsync(() -> api.post("/v1/calls", tenant.key(),
                     call(callId, tenant.userId(), 60)));
             await().atMost(DEADLINE).until(() -> apns.receivedFor(voip).stream()
@@ -272,11 +281,7 @@ class CallsTest extends GatewayTest {
         String voip = iphone("iphone-lost-" + tenant.userId());
         String callId = "lost-" + tenant.userId();
         CompletableFuture<Api.Response> answer;
-        try (Connection lock = sql.connect()) {
-            lock.setAutoCommit(false);
-            try (Statement s = lock.createStatement()) {
-                s.execute("LOCK TABLE call_routes IN EXCLUSIVE MODE");
-            }
+        try (Connection lock = routesLocked()) {
             answer = CompletableFuture.supplyAsync(() -> api.post("/v1/calls", tenant.key(),
                     call(callId, tenant.userId(), 60)));
             await().atMost(DEADLINE).until(() -> !apns.receivedFor(voip).isEmpty());
