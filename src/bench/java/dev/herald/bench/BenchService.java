@@ -132,6 +132,17 @@ final class BenchService implements AutoCloseable {
                 HttpResponse.BodyHandlers.ofString());
     }
 
+    /** The sum of the service's metric series whose line starts with {@code series} (0 when there is none). */
+    double metric(String series) throws IOException, InterruptedException {
+        double sum = 0;
+        for (String line : get("/metrics").body().lines().toList()) {
+            if (line.startsWith(series)) {
+                sum += Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+            }
+        }
+        return sum;
+    }
+
     /** Runs a full GC in the service ({@code jcmd GC.run}) and answers the heap in use after it, in KB. */
     long liveHeapKb() throws IOException, InterruptedException {
         Process gc = new ProcessBuilder(Paths.get(System.getProperty("java.home"), "bin", "jcmd").toString(),

@@ -11,14 +11,14 @@ import java.util.function.Supplier;
 
 /**
  * Puts a handler of ours behind the HTTP/1.1 codec of every connection Micronaut serves (HTTP/2
- * streams stay Micronaut's), for requests served straight from Netty (live streams, registrations).
+ * streams stay Micronaut's), for requests served straight from Netty (live streams, registrations, notifications).
  */
 public final class ConnectionHandlers {
 
     /** The live stream's handler ({@code live.StreamChannels}). */
     public static final String STREAM = "herald-stream";
-    /** The device registration handler ({@code devices.RegistrationChannels}), behind the stream's. */
-    public static final String REGISTRATION = "herald-registration";
+    /** The handler of requests served straight from Netty ({@link DirectRequests}), behind the stream's. */
+    public static final String DIRECT = "herald-direct";
 
     private ConnectionHandlers() {
     }

@@ -2,6 +2,7 @@ package dev.herald.auth;
 
 import com.github.benmanes.caffeine.cache.Cache;
 import com.github.benmanes.caffeine.cache.Caffeine;
+import io.micronaut.core.annotation.Nullable;
 import io.micronaut.core.async.publisher.Publishers;
 import io.micronaut.http.HttpRequest;
 import io.micronaut.scheduling.TaskExecutors;
@@ -25,7 +26,7 @@ import java.util.concurrent.ExecutorService;
  * every node within that time (the revoking node forgets it at once).
  */
 @Singleton
-final class ApiKeyTokenValidator implements TokenValidator<HttpRequest<?>> {
+public final class ApiKeyTokenValidator implements TokenValidator<HttpRequest<?>> {
 
     /** API.md: a revoked key is refused on every node within 1 s. */
     static final Duration REMEMBER = Duration.ofMillis(500);
@@ -43,6 +44,18 @@ final class ApiKeyTokenValidator implements TokenValidator<HttpRequest<?>> {
         this.keys = keys;
         this.blocking = blocking;
         keys.onRevoke(remembered::invalidate);
+    }
+
+    /**
+     * The app key {@code token} when this node looked it up in the last {@link #REMEMBER} and found it
+     * active, without looking anything up now; null otherwise (then only {@link #validateToken} can tell).
+     */
+    public @Nullable Caller.AppKey remembered(String token) {
+        if (!token.startsWith(ApiKeyStore.LIVE_PREFIX) && !token.startsWith(ApiKeyStore.TEST_PREFIX)) {
+            return null;
+        }
+        Optional<Caller.AppKey> known = remembered.getIfPresent(Secrets.sha256(token));
+        return known == null ? null : known.orElse(null);
     }
 
     @Override

@@ -135,21 +135,45 @@ public class PushWorker implements AutoCloseable {
      * caps asks Redis, at most {@code DevicePushCap.REDIS_WAIT}). Never throws.
      */
     public void handOff(StoredNotification notification, List<DeliveryStore.ClaimedPush> leased) {
-        handOff(notification, leased, Duration.ZERO);
+        handOff(List.of(new Routed(notification, leased)), Duration.ZERO);
+    }
+
+    /** A notification and the pushes of it leased to this node. */
+    public record Routed(StoredNotification notification, List<DeliveryStore.ClaimedPush> leased) {
     }
 
     /**
-     * As {@link #handOff(StoredNotification, List)}, but waits up to {@code wait} in all for room (a
-     * router's own thread, slowed to the pace the gateways take), well within the pushes' lease.
+     * As {@link #handOff(StoredNotification, List)} for many notifications at once (a batch accepted in
+     * one transaction): their pushes are prepared together (one preference read, one round of device-cap
+     * counts in Redis) rather than notification by notification.
+     */
+    public void handOff(List<Routed> routed) {
+        handOff(routed, Duration.ZERO);
+    }
+
+    /**
+     * As {@link #handOff(List)}, but waits up to {@code wait} in all for room (a router's own thread,
+     * slowed to the pace the gateways take), well within the pushes' lease.
      */
     void handOff(StoredNotification notification, List<DeliveryStore.ClaimedPush> leased, Duration wait) {
-        if (leased.isEmpty()) {
+        handOff(List.of(new Routed(notification, leased)), wait);
+    }
+
+    private void handOff(List<Routed> routed, Duration wait) {
+        Map<String, NotificationPlans.Plan> plansById = new java.util.HashMap<>();
+        List<DeliveryStore.ClaimedPush> all = new ArrayList<>();
+        for (Routed r : routed) {
+            if (!r.leased().isEmpty()) {
+                plansById.put(r.notification().id(), plans.remember(r.notification()));
+                all.addAll(r.leased());
+            }
+        }
+        if (all.isEmpty()) {
             return;
         }
         long deadline = System.nanoTime() + wait.toNanos();
-        NotificationPlans.Plan plan = plans.remember(notification);
-        for (int from = 0; from < leased.size(); from += CLAIM_BATCH) {
-            List<DeliveryStore.ClaimedPush> chunk = leased.subList(from, Math.min(leased.size(), from + CLAIM_BATCH));
+        for (int from = 0; from < all.size(); from += CLAIM_BATCH) {
+            List<DeliveryStore.ClaimedPush> chunk = all.subList(from, Math.min(all.size(), from + CLAIM_BATCH));
             boolean room;
             try {
                 room = running && capacity.tryAcquire(chunk.size(), Math.max(0, deadline - System.nanoTime()),
@@ -168,9 +192,9 @@ public class PushWorker implements AutoCloseable {
                 }
                 continue;
             }
-            dispatcher.prepare(chunk, id -> plan);
+            dispatcher.prepare(chunk, plansById::get);
             for (DeliveryStore.ClaimedPush push : chunk) {
-                dispatcher.dispatch(push, plan).thenAccept(settled::add);
+                dispatcher.dispatch(push, plansById.get(push.notificationId())).thenAccept(settled::add);
             }
         }
     }

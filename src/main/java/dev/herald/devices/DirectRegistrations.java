@@ -1,77 +1,105 @@
 package dev.herald.devices;
 
 import dev.herald.api.ApiException;
+import dev.herald.api.DirectRequests;
 import dev.herald.api.JsonBodies;
 import dev.herald.auth.Caller;
 import dev.herald.auth.VerifiedTokenCache;
 import dev.herald.limits.RateLimitFilter;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
-import io.micrometer.core.instrument.Timer;
 import io.micronaut.context.BeanProvider;
 import io.micronaut.core.annotation.Nullable;
-import io.micronaut.json.JsonMapper;
+import io.micronaut.context.annotation.Requires;
 import io.micronaut.security.authentication.Authentication;
-import io.netty.buffer.ByteBuf;
-import io.netty.buffer.ByteBufOutputStream;
+import io.netty.handler.codec.http.HttpMethod;
+import io.netty.handler.codec.http.HttpRequest;
 import jakarta.inject.Singleton;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
-import java.util.concurrent.TimeUnit;
 
 /**
- * {@code PUT /v1/devices/{installationId}} as {@link RegistrationChannels} serves it outside Micronaut's
- * request pipeline: the same checks, in the same order, and the same writer as {@link DeviceController},
- * for the common case only. Whatever that case does not cover (a token not verified before, another kind
- * of credential, a body or id the contract refuses, a user over their rate limit) is left to Micronaut
- * and the controller, which answer it as usual, problem and all.
+ * {@code PUT /v1/devices/{installationId}} served straight from Netty ({@link DirectRequests}) outside
+ * Micronaut's request pipeline: the same checks, in the same order, and the same writer as
+ * {@link DeviceController}, for the common case only. Whatever that case does not cover (a token not
+ * verified before, another kind of credential, a body or id the contract refuses, a user over their rate
+ * limit) is left to Micronaut and the controller, which answer it as usual, problem and all.
+ * {@code herald.devices.direct=false} leaves every registration to Micronaut.
  */
 @Singleton
-class DirectRegistrations {
+@Requires(property = "herald.devices.direct", notEquals = "false")
+class DirectRegistrations implements DirectRequests.Endpoint {
 
-    /** The route's tags in Micronaut's {@code http.server.requests}, so both paths count as one. */
-    private static final String ROUTE = "/v1/devices/{installationId}";
+    private static final String PREFIX = "/v1/devices/";
+    static final int MAX_BODY = 16 * 1024;
+
 
     private final VerifiedTokenCache tokens;
     private final BeanProvider<RateLimitFilter> limits;
     private final JsonBodies bodies;
     private final RegistrationWriter writer;
-    private final JsonMapper json;
-    private final Timer created;
-    private final Timer updated;
     private final Counter direct;
 
     DirectRegistrations(VerifiedTokenCache tokens, BeanProvider<RateLimitFilter> limits,
-                        JsonBodies bodies, RegistrationWriter writer, JsonMapper json,
-                        MeterRegistry meters) {
+                        JsonBodies bodies, RegistrationWriter writer, MeterRegistry meters) {
         this.tokens = tokens;
         this.limits = limits;
         this.bodies = bodies;
         this.writer = writer;
-        this.json = json;
-        this.created = requests(meters, "201");
-        this.updated = requests(meters, "200");
         this.direct = Counter.builder("herald.devices.registration.direct")
                 .description("Registrations answered straight from Netty rather than through Micronaut's pipeline")
                 .register(meters);
     }
 
-    private static Timer requests(MeterRegistry meters, String status) {
-        return Timer.builder("http.server.requests")
-                .tags("exception", "none", "method", "PUT", "status", status, "uri", ROUTE)
-                .register(meters);
+    @Override
+    public @Nullable Object ask(HttpRequest request, String uri) {
+        if (request.method() != HttpMethod.PUT || !uri.startsWith(PREFIX) || uri.indexOf('/', PREFIX.length()) >= 0) {
+            return null;
+        }
+        String id = uri.substring(PREFIX.length());
+        return id.equals(".") || id.equals("..") ? null : id;
+    }
+
+    @Override
+    public int maxBody() {
+        return MAX_BODY;
+    }
+
+    /**
+     * Bodies up to 700 bytes are served here whatever the client accepts: their answers (the push token
+     * dropped; ids, times and empty fields added) stay under Micronaut's 1 KiB compression threshold in
+     * the usual case; larger ones from clients taking compression go to Micronaut.
+     */
+    @Override
+    public int answerSize(long length) {
+        return (int) length + 323;
+    }
+
+    @Override
+    public String method() {
+        return "PUT";
+    }
+
+    @Override
+    public String route() {
+        return "/v1/devices/{installationId}";
+    }
+
+    @Override
+    public @Nullable CompletionStage<DirectRequests.Answer> serve(Object asked, String token, byte[] body, Executor loop) {
+        CompletionStage<DeviceStore.Registered> stored = register(token, (String) asked, body, loop);
+        return stored == null ? null : stored.thenApply(registered -> registered == null ? null
+                : new DirectRequests.Answer(registered.created() ? 201 : 200, registered.device(), direct::increment));
     }
 
     /**
      * Stores the registration of {@code installationId} by the bearer of {@code token}, answering on
      * {@code loop}; null, or a stage completing with null, when Micronaut is to answer the request.
      */
-    @Nullable CompletionStage<DeviceStore.Registered> register(String token, String installationId, byte[] body,
-                                                               Executor loop) {
+    private @Nullable CompletionStage<DeviceStore.Registered> register(String token, String installationId, byte[] body,
+                                                                       Executor loop) {
         Authentication authentication = tokens.remembered(token);
         if (authentication == null) {
             return null;
@@ -94,19 +122,5 @@ class DirectRegistrations {
         return limit.admitsUser(user.userId()).thenCompose(admitted -> admitted
                 ? writer.submit(user.userId(), installationId, registration, loop)
                 : CompletableFuture.completedFuture(null));
-    }
-
-    /** Writes an answer's body (a device, a problem), exactly as Micronaut would, into {@code out}. */
-    void writeJson(Object value, ByteBuf out) {
-        try (ByteBufOutputStream stream = new ByteBufOutputStream(out)) {
-            json.writeValue(stream, value);
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
-    }
-
-    void served(DeviceStore.Registered registered, long startedNanos) {
-        (registered.created() ? created : updated).record(System.nanoTime() - startedNanos, TimeUnit.NANOSECONDS);
-        direct.increment();
     }
 }

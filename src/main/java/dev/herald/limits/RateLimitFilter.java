@@ -58,6 +58,22 @@ public class RateLimitFilter implements Ordered {
         return limiter.take("user:" + userId, userPerSecond, userBurst).thenApply(RateLimiter.Decision::taken);
     }
 
+    /**
+     * Takes one request from the app key's bucket, for requests served outside Micronaut's filters
+     * (notifications served straight from Netty): false when the key is over its limit.
+     */
+    public CompletionStage<Boolean> admitsKey(Caller.AppKey key) {
+        return limiter.take("key:" + key.keyId(), keyPerSecond(key), keyBurst(key)).thenApply(RateLimiter.Decision::taken);
+    }
+
+    private double keyPerSecond(Caller.AppKey key) {
+        return key.perSecond() != null ? key.perSecond() : keyPerSecond;
+    }
+
+    private int keyBurst(Caller.AppKey key) {
+        return key.burst() != null ? key.burst() : keyBurst;
+    }
+
     @Override
     public int getOrder() {
         return ServerFilterPhase.SECURITY.after();
@@ -81,8 +97,8 @@ public class RateLimitFilter implements Ordered {
         int burst;
         if (caller instanceof Caller.AppKey key) {
             bucket = "key:" + key.keyId();
-            perSecond = key.perSecond() != null ? key.perSecond() : keyPerSecond;
-            burst = key.burst() != null ? key.burst() : keyBurst;
+            perSecond = keyPerSecond(key);
+            burst = keyBurst(key);
         } else if (caller instanceof Caller.User user) {
             bucket = "user:" + user.userId();
             perSecond = userPerSecond;

@@ -142,10 +142,11 @@ class AcceptWriter implements AutoCloseable {
         });
         answering.execute(() -> {
             boolean routeJobs = false;
+            List<PushWorker.Routed> routed = new ArrayList<>(settled.size());
             for (Object answer : settled) {
                 if (answer instanceof NotificationService.Accepted accepted && !accepted.replay()) {
                     if (accepted.routed() && pushes.isPresent()) {
-                        pushes.get().handOff(accepted.stored(), accepted.leased());
+                        routed.add(new PushWorker.Routed(accepted.stored(), accepted.leased()));
                     } else if (accepted.routed()) {
                         signals.announce(WorkSignals.Kind.PUSH);
                     } else {
@@ -153,6 +154,8 @@ class AcceptWriter implements AutoCloseable {
                     }
                 }
             }
+            // the batch's pushes are prepared together: one preference read, one round of device caps
+            pushes.ifPresent(worker -> worker.handOff(routed));
             if (routeJobs) {
                 signals.wakeRouter();
                 signals.announce(WorkSignals.Kind.ROUTE);

@@ -55,6 +55,15 @@ public class NotificationIntake {
     public CompletableFuture<NotificationService.Accepted> accept(Caller.AppKey key, byte[] body,
                                                                   @Nullable String idempotencyKey, String idempotencyField,
                                                                   @Nullable Executor answerOn) {
+        return store(check(key, body, idempotencyKey, idempotencyField), answerOn);
+    }
+
+    /**
+     * Everything {@link #accept} checks before it stores anything: the notification, parsed and ready to
+     * store, or the {@link ApiException} refusing it.
+     */
+    NotificationService.Incoming check(Caller.AppKey key, byte[] body, @Nullable String idempotencyKey,
+                                       String idempotencyField) {
         if (idempotencyKey != null && !IDEMPOTENCY_KEY.matcher(idempotencyKey).matches()) {
             throw ApiException.invalid(idempotencyField, "must be 1 to 255 printable ASCII characters");
         }
@@ -62,13 +71,18 @@ public class NotificationIntake {
         Instant now = clock.instant();
         NotificationRequest request = NotificationRequests.parse(node, now);
         checkPayloadSizes(request, now);
-        return writer.submit(new NotificationService.Incoming(key, node, request, idempotencyKey, now), answerOn)
-                .thenApply(accepted -> {
-                    if (!accepted.replay()) {
-                        accepted(key.appId(), request.target().kind()).increment();
-                    }
-                    return accepted;
-                });
+        return new NotificationService.Incoming(key, node, request, idempotencyKey, now);
+    }
+
+    /** Stores a notification {@link #check} let through; the future completes (on {@code answerOn}) once it committed. */
+    CompletableFuture<NotificationService.Accepted> store(NotificationService.Incoming incoming,
+                                                          @Nullable Executor answerOn) {
+        return writer.submit(incoming, answerOn).thenApply(accepted -> {
+            if (!accepted.replay()) {
+                accepted(incoming.key().appId(), incoming.request().target().kind()).increment();
+            }
+            return accepted;
+        });
     }
 
     private Counter accepted(String appId, Target.Kind kind) {

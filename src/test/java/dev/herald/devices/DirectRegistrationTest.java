@@ -28,7 +28,7 @@ import static dev.herald.support.Fixtures.iosDevice;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
- * Registrations served straight from Netty ({@link RegistrationChannels}) answer exactly as the
+ * Registrations served straight from Netty ({@link dev.herald.api.DirectRequests}) answer exactly as the
  * controller does, leave everything else to it, and keep pipelined answers in order. A user token's
  * first request always goes through Micronaut (which verifies the token); later ones are served directly.
  */

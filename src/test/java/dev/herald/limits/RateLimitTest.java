@@ -51,6 +51,28 @@ class RateLimitTest extends HeraldTest {
         assertThat(statuses(10, "/v1/apps/" + app, Fixtures.ADMIN_KEY)).as("the operator is not limited").containsOnly(200);
     }
 
+    /**
+     * Notifications served straight from Netty take their token as the filter does, exactly one each: the
+     * burst of 5 lets 5 through whichever path served them, and the ones past it get the filter's 429.
+     */
+    @Test
+    void notificationsServedDirectlyTakeOneTokenEach() {
+        String key = fixtures.key(fixtures.app(), "live", "send");
+        double directBefore = Api.metric(api.get("/metrics", null).body(), "herald_notifications_direct_total").orElse(0);
+        List<Api.Response> answers = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            answers.add(api.post("/v1/notifications", key,
+                    java.util.Map.of("to", java.util.Map.of("users", List.of("someone")), "title", "Hi " + i)));
+        }
+        double direct = Api.metric(api.get("/metrics", null).body(), "herald_notifications_direct_total").orElse(0)
+                - directBefore;
+
+        assertThat(answers.subList(0, 5)).extracting(Api.Response::status).as("the burst").containsOnly(202);
+        assertThat(answers.subList(5, 8)).extracting(Api.Response::status).as("past it").containsOnly(429);
+        assertThat(answers.get(7).headers().firstValue("Retry-After")).isPresent();
+        assertThat(direct).as("the key's first request looked it up; the next were served directly").isGreaterThan(0);
+    }
+
     @Test
     void anAppSetsItsOwnLimitForItsKeys() {
         String app = fixtures.app();

@@ -1,14 +1,15 @@
-package dev.herald.devices;
+package dev.herald.api;
 
-import dev.herald.api.ApiException;
-import dev.herald.api.Problem;
-import dev.herald.api.ConnectionHandlers;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
 import io.micronaut.context.BeanProvider;
-import io.micronaut.context.annotation.Requires;
+import io.micronaut.core.annotation.Nullable;
+import io.micronaut.json.JsonMapper;
 import io.micronaut.context.event.BeanCreatedEvent;
 import io.micronaut.context.event.BeanCreatedEventListener;
 import io.micronaut.http.server.netty.NettyServerCustomizer;
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufOutputStream;
 import io.netty.channel.ChannelDuplexHandler;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
@@ -19,7 +20,6 @@ import io.netty.handler.codec.http.HttpContent;
 import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpHeaderValues;
 import io.netty.handler.codec.http.HttpHeaders;
-import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpRequest;
 import io.netty.handler.codec.http.HttpResponse;
 import io.netty.handler.codec.http.HttpResponseStatus;
@@ -29,81 +29,137 @@ import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.LastHttpContent;
 import io.netty.util.ReferenceCountUtil;
 import jakarta.inject.Singleton;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.time.ZoneOffset;
 import java.time.ZonedDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.Executor;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
 
 /**
- * Serves {@code PUT /v1/devices/{installationId}} on HTTP/1.1 connections straight from Netty, as
- * {@code live.StreamChannels} serves streams: the request is read here, checked and stored through
- * {@link DirectRegistrations}, and answered with the status, headers and body {@link DeviceController}
- * would give, without Micronaut's routing, filters and reactive body handling on the way, which cost
- * more event-loop time per registration than everything else together.
+ * Serves a few hot requests on HTTP/1.1 connections straight from Netty, as {@code live.StreamChannels}
+ * serves streams: the request is read here, handed to the {@link Endpoint} that asked for it, and
+ * answered with the status, headers and body its Micronaut controller would give, without Micronaut's
+ * routing, filters and reactive body handling on the way, which cost more event-loop time per request
+ * than everything else together. Endpoints: device registrations ({@code devices.DirectRegistrations})
+ * and notifications ({@code notifications.DirectNotifications}).
  *
- * <p>Only the common case is served here: an HTTP/1.1 PUT of an uncompressed JSON body up to
- * {@value #MAX_BODY} bytes, with a user token verified before, on a connection where Micronaut owes no
- * answer. Everything else, and whatever {@link DirectRegistrations} declines before doing anything (a bad
- * body, a user over their limit), goes on to Micronaut, which answers it as usual; a registration the
- * writer refuses is answered here with the same problem. While a registration is served here, nothing more is
- * read from its connection; requests pipelined behind it are read, in order, once it was answered.
- * {@code herald.devices.direct=false} leaves every registration to Micronaut.
+ * <p>Only the common case is served here: an HTTP/1.1 request with a bearer credential and an
+ * uncompressed JSON body up to the endpoint's size, on a connection where Micronaut owes no answer.
+ * Everything else, and whatever the endpoint declines before doing anything (a bad body, a credential not
+ * verified before, a caller over their limit), goes on to Micronaut, which answers it as usual; a request
+ * the endpoint refuses after it began is answered here with the same problem. While a request is served
+ * here, nothing more is read from its connection; requests pipelined behind it are read, in order, once it
+ * was answered.
  */
 @Singleton
-@Requires(property = "herald.devices.direct", notEquals = "false")
-class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustomizer.Registry> {
+public class DirectRequests implements BeanCreatedEventListener<NettyServerCustomizer.Registry> {
 
-    static final String HANDLER = ConnectionHandlers.REGISTRATION;
-    private static final String PREFIX = "/v1/devices/";
-    static final int MAX_BODY = 16 * 1024;
-    /**
-     * Bodies up to this size get answers under Micronaut's 1 KiB compression threshold (the answer drops
-     * the push token and adds at most ~250 bytes); larger ones from clients that take compression go to it.
-     */
-    static final int MAX_UNCOMPRESSED = 700;
+    static final String HANDLER = ConnectionHandlers.DIRECT;
+    /** Answers under this size are never compressed by Micronaut (its default threshold is 1 KiB). */
+    private static final int UNCOMPRESSED_ANSWER = 1024;
     /** The answer's headers are ours and known to be valid: not checked again character by character. */
     private static final DefaultHttpHeadersFactory HEADERS = DefaultHttpHeadersFactory.headersFactory()
             .withValidation(false);
 
-    private final BeanProvider<DirectRegistrations> provider;
-    private volatile DirectRegistrations registrations;
+    /** A request served straight from Netty; beans of this type are found at the first request. */
+    public interface Endpoint {
 
-    // the listener is created with the server; what it uses is looked up at the first registration
-    RegistrationChannels(BeanProvider<DirectRegistrations> provider) {
-        this.provider = provider;
+        /**
+         * What this endpoint needs of {@code request}'s head (its path, a header) to serve it, or null when
+         * it is not this endpoint's or is left to Micronaut. Called on the event loop; {@code uri} has no query.
+         */
+        @Nullable Object ask(HttpRequest request, String uri);
+
+        /** The largest body served here. */
+        int maxBody();
+
+        /** The largest answer (in bytes) to a body of {@code length}: a client taking compression gets larger ones from Micronaut. */
+        int answerSize(long length);
+
+        /**
+         * Serves the request {@link #ask} took, with the bearer's {@code token}, answering on {@code loop}:
+         * null, or a stage completing with null, when Micronaut is to answer it (only when nothing was done);
+         * a stage failing with an {@link ApiException} for a refusal answered here with its problem. Any
+         * other failure is answered as Micronaut answers an unexpected one (503 when PostgreSQL is away,
+         * else a 500 with an incident id), never handed on, since the request may have been acted on.
+         */
+        @Nullable CompletionStage<Answer> serve(Object asked, String token, byte[] body, Executor loop);
+
+        /** The route's method and template in {@code http.server.requests}, so both paths count as one. */
+        String method();
+
+        String route();
     }
 
-    private DirectRegistrations registrations() {
-        DirectRegistrations known = registrations;
+    /** A served request's answer: its status and JSON body, and what to count just before it is written. */
+    public record Answer(int status, Object body, Runnable served) {
+    }
+
+    private static final Logger LOG = LoggerFactory.getLogger(DirectRequests.class);
+
+    private final BeanProvider<Endpoint> provider;
+    private final BeanProvider<JsonMapper> mapper;
+    private final BeanProvider<MeterRegistry> meters;
+    private volatile List<Endpoint> endpoints;
+    private volatile JsonMapper json;
+    private volatile MeterRegistry registry;
+
+    // the listener is created with the server; what it uses is looked up at the first request
+    DirectRequests(BeanProvider<Endpoint> provider, BeanProvider<JsonMapper> mapper, BeanProvider<MeterRegistry> meters) {
+        this.provider = provider;
+        this.mapper = mapper;
+        this.meters = meters;
+    }
+
+    /** The endpoints, looked up at the first request; none (everything to Micronaut) if that fails. */
+    private List<Endpoint> endpoints() {
+        List<Endpoint> known = endpoints;
         if (known == null) {
-            known = provider.get();
-            registrations = known;
+            try {
+                json = mapper.get();
+                registry = meters.get();
+                known = provider.stream().toList();
+            } catch (RuntimeException e) {
+                LOG.error("Requests served straight from Netty are off: their endpoints could not be created", e);
+                known = List.of();
+            }
+            endpoints = known;
         }
         return known;
     }
 
     @Override
     public NettyServerCustomizer.Registry onCreated(BeanCreatedEvent<NettyServerCustomizer.Registry> event) {
-        // behind the stream handler: a stream that takes its connection drops the handlers behind it
-        event.getBean().register(ConnectionHandlers.installing(HANDLER, List.of(ConnectionHandlers.STREAM), Handler::new));
+        // with every endpoint switched off, connections are Micronaut's alone
+        if (provider.isPresent()) {
+            // behind the stream handler: a stream that takes its connection drops the handlers behind it
+            event.getBean().register(ConnectionHandlers.installing(HANDLER, List.of(ConnectionHandlers.STREAM), Handler::new));
+        }
         return event.getBean();
     }
 
-    /** A registration this handler may serve: the installation, the bearer token, and whether to keep the connection. */
-    record Ask(String installationId, String token, boolean keepAlive) {
+    /** A request an endpoint may serve: the endpoint, what it asked, the bearer token, and whether to keep the connection. */
+    record Ask(Endpoint endpoint, Object asked, String token, boolean keepAlive) {
     }
 
-    /** The registration in {@code request} if this handler may serve it, or null when Micronaut is to have it. */
-    static Ask ask(HttpRequest request) {
-        if (request.method() != HttpMethod.PUT || request.protocolVersion() != HttpVersion.HTTP_1_1
-                || !request.decoderResult().isSuccess()) {
+    /** The request in {@code request} if an endpoint may serve it here, or null when Micronaut is to have it. */
+    Ask ask(HttpRequest request) {
+        if (request.protocolVersion() != HttpVersion.HTTP_1_1 || !request.decoderResult().isSuccess()) {
             return null;
         }
         String uri = request.uri();
-        if (!uri.startsWith(PREFIX) || uri.indexOf('/', PREFIX.length()) >= 0 || uri.indexOf('?') >= 0) {
+        if (uri.indexOf('?') >= 0) {
             return null;
         }
         HttpHeaders headers = request.headers();
@@ -111,17 +167,31 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
         long length = HttpUtil.getContentLength(request, -1L);
         if (contentType == null || !(contentType.equalsIgnoreCase("application/json")
                 || contentType.regionMatches(true, 0, "application/json;", 0, 17))
-                || length < 0 || length > MAX_BODY
+                || length < 0
                 || headers.contains(HttpHeaderNames.EXPECT) || headers.contains(HttpHeaderNames.TRANSFER_ENCODING)
-                // a compressed body is Micronaut's to decode, and so is an answer it might compress (1 KiB and up)
-                || headers.contains(HttpHeaderNames.CONTENT_ENCODING)
-                || length > MAX_UNCOMPRESSED && headers.contains(HttpHeaderNames.ACCEPT_ENCODING)) {
+                // a compressed body is Micronaut's to decode
+                || headers.contains(HttpHeaderNames.CONTENT_ENCODING)) {
             return null;
         }
-        String token = bearer(request);
-        String id = uri.substring(PREFIX.length());
-        return token == null || id.equals(".") || id.equals("..") ? null
-                : new Ask(id, token, HttpUtil.isKeepAlive(request));
+        for (Endpoint endpoint : endpoints()) {
+            Object asked;
+            try {
+                asked = endpoint.ask(request, uri);
+            } catch (RuntimeException e) {
+                asked = null; // Micronaut answers it
+            }
+            if (asked == null) {
+                continue;
+            }
+            // so is an answer Micronaut might compress (1 KiB and up)
+            if (length > endpoint.maxBody() || endpoint.answerSize(length) >= UNCOMPRESSED_ANSWER
+                    && headers.contains(HttpHeaderNames.ACCEPT_ENCODING)) {
+                return null;
+            }
+            String token = bearer(request);
+            return token == null ? null : new Ask(endpoint, asked, token, HttpUtil.isKeepAlive(request));
+        }
+        return null;
     }
 
     private static String bearer(HttpRequest request) {
@@ -153,24 +223,24 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
     }
 
     /**
-     * One connection's registration handler. Passes everything to Micronaut until a registration it may
-     * serve arrives; holds that request and its body while it is read and stored, and reads nothing more
+     * One connection's handler. Passes everything to Micronaut until a request an endpoint may serve
+     * arrives; holds that request and its body while it is read and served, and reads nothing more
      * meanwhile (the next {@code read} is deferred until the answer is written).
      */
     private final class Handler extends ChannelDuplexHandler {
         /** Requests handed to Micronaut on this connection, and its final answers written (pipelining). */
         private long passed;
         private long answered;
-        /** The registration being read or served here, and its messages (for Micronaut if declined). */
+        /** The request being read or served here, and its messages (for Micronaut if declined). */
         private Ask ask;
         private List<Object> held;
         private int bodyBytes;
         private long startedNanos;
-        /** Its body is complete: it is being stored; reads wait, and what was read meanwhile waits here. */
+        /** Its body is complete: it is being served; reads wait, and what was read meanwhile waits here. */
         private boolean serving;
         private boolean readDeferred;
         private List<Object> waiting;
-        /** A close asked for while a registration was stored: done once it is answered. */
+        /** A close asked for while a request was served: done once it is answered. */
         private ChannelPromise closeRequested;
         /** Micronaut answered with {@code Connection: close}: nothing more is served here. */
         private boolean closing;
@@ -188,7 +258,7 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
                 held.add(msg);
                 if (msg instanceof HttpContent content) {
                     bodyBytes += content.content().readableBytes();
-                    if (bodyBytes > MAX_BODY) {
+                    if (bodyBytes > ask.endpoint().maxBody()) {
                         pass(ctx);
                         return;
                     }
@@ -245,7 +315,7 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
         @Override
         public void close(ChannelHandlerContext ctx, ChannelPromise promise) {
             if (serving && closeRequested == null) {
-                // a graceful shutdown closes idle connections: this one still owes a stored registration its answer
+                // a graceful shutdown closes idle connections: this one still owes a served request its answer
                 closeRequested = promise;
                 return;
             }
@@ -265,72 +335,79 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
                     at += n;
                 }
             }
-            CompletionStage<DeviceStore.Registered> stored;
+            CompletionStage<Answer> served;
             try {
-                stored = registrations().register(ask.token(), ask.installationId(), body, ctx.executor());
+                served = ask.endpoint().serve(ask.asked(), ask.token(), body, ctx.executor());
             } catch (RuntimeException e) {
-                stored = null;
+                served = null;
             }
-            if (stored == null) {
+            if (served == null) {
                 pass(ctx);
                 return;
             }
             List<Object> mine = held;
-            stored.whenComplete((registered, failed) -> {
+            served.whenComplete((answer, failed) -> {
                 if (ctx.executor().inEventLoop()) {
-                    finish(ctx, mine, registered, failed);
+                    finish(ctx, mine, answer, failed);
                 } else {
-                    ctx.executor().execute(() -> finish(ctx, mine, registered, failed));
+                    ctx.executor().execute(() -> finish(ctx, mine, answer, failed));
                 }
             });
         }
 
         /**
-         * Answers a stored registration, or the problem the writer refused it with (an unknown app, a full
-         * queue, PostgreSQL away: it was already rate-limited and tried here, so not again through
-         * Micronaut); a registration declined before anything was done goes on to Micronaut.
+         * Writes a served request's answer, or the problem the endpoint refused it with once it began (it was
+         * already rate-limited and tried here, so not again through Micronaut); a request declined before
+         * anything was done goes on to Micronaut.
          */
-        private void finish(ChannelHandlerContext ctx, List<Object> mine, DeviceStore.Registered registered,
-                            Throwable failed) {
+        private void finish(ChannelHandlerContext ctx, List<Object> mine, Answer answer, Throwable failed) {
             if (held != mine) {
                 return; // the connection closed meanwhile
             }
             Throwable cause = failed;
-            while (cause instanceof java.util.concurrent.CompletionException && cause.getCause() != null) {
+            while (cause instanceof CompletionException && cause.getCause() != null) {
                 cause = cause.getCause();
             }
-            if (registered == null && !(cause instanceof ApiException)) {
+            if (answer == null && cause == null) {
                 pass(ctx);
                 return;
             }
-            DirectRegistrations direct = registrations();
-            ByteBuf json = ctx.alloc().buffer(512);
-            try {
-                direct.writeJson(registered != null ? registered.device() : ((ApiException) cause).toProblem(), json);
-            } catch (RuntimeException e) {
-                json.release();
-                pass(ctx);
-                return;
+            ByteBuf body = ctx.alloc().buffer(512);
+            ApiException refused = null;
+            if (answer != null) {
+                try {
+                    write(answer.body(), body);
+                } catch (RuntimeException e) {
+                    refused = unexpected(e);
+                }
+            } else {
+                refused = cause instanceof ApiException api ? api
+                        : SqlStates.isUnavailable(cause) ? ApiException.databaseUnavailable() : unexpected(cause);
             }
-            HttpResponse response;
-            if (registered != null) {
-                response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
-                        registered.created() ? HttpResponseStatus.CREATED : HttpResponseStatus.OK, json,
-                        HEADERS, HEADERS);
+            if (refused != null) {
+                body.clear();
+                write(refused.toProblem(), body);
+            }
+            int status = refused == null ? answer.status() : refused.type().status().getCode();
+            HttpResponse response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, HttpResponseStatus.valueOf(status),
+                    body, HEADERS, HEADERS);
+            if (refused == null) {
                 response.headers().set(HttpHeaderNames.CONTENT_TYPE, HttpHeaderValues.APPLICATION_JSON);
                 // counted before it is written: a client reading the metrics right after its answer sees it
-                direct.served(registered, startedNanos);
+                answer.served().run();
             } else {
-                ApiException refused = (ApiException) cause;
-                response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
-                        HttpResponseStatus.valueOf(refused.type().status().getCode()), json, HEADERS, HEADERS);
                 response.headers().set(HttpHeaderNames.CONTENT_TYPE, Problem.MEDIA_TYPE);
                 refused.headers().forEach(response.headers()::set);
             }
+            Timer.builder("http.server.requests")
+                    .tags("exception", refused == null ? "none" : refused.getClass().getSimpleName(),
+                            "method", ask.endpoint().method(), "status", Integer.toString(status),
+                            "uri", ask.endpoint().route())
+                    .register(registry).record(System.nanoTime() - startedNanos, TimeUnit.NANOSECONDS);
             boolean keepAlive = ask.keepAlive() && closeRequested == null;
             response.headers()
                     .set(HttpHeaderNames.DATE, Dates.now())
-                    .setInt(HttpHeaderNames.CONTENT_LENGTH, json.readableBytes());
+                    .setInt(HttpHeaderNames.CONTENT_LENGTH, body.readableBytes());
             if (!keepAlive) {
                 response.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
             }
@@ -344,6 +421,22 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
                 return;
             }
             resume(ctx);
+        }
+
+        /** An unexpected failure, answered as Micronaut answers one: a 500 naming an incident id that is also in the log. */
+        private ApiException unexpected(Throwable cause) {
+            String incident = UUID.randomUUID().toString();
+            LOG.error("Unexpected error {} on {} {}", incident, ask.endpoint().method(), ask.endpoint().route(), cause);
+            return new ApiException(ProblemType.INTERNAL, "An unexpected error occurred (incident " + incident + ")",
+                    List.of(), Map.of());
+        }
+
+        private void write(Object value, ByteBuf out) {
+            try (ByteBufOutputStream stream = new ByteBufOutputStream(out)) {
+                json.writeValue(stream, value);
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
         }
 
         /** Micronaut answers the held request (the contract's problem for whatever was wrong with it). */
@@ -372,7 +465,7 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
             serving = false;
         }
 
-        /** Reads on: first what arrived while a registration was served, then from the connection. */
+        /** Reads on: first what arrived while a request was served, then from the connection. */
         private void resume(ChannelHandlerContext ctx) {
             List<Object> arrived = waiting;
             waiting = null;
@@ -380,7 +473,7 @@ class RegistrationChannels implements BeanCreatedEventListener<NettyServerCustom
                 for (int i = 0; i < arrived.size(); i++) {
                     channelRead(ctx, arrived.get(i));
                     if (serving) {
-                        // the next registration is being stored: what follows it waits again
+                        // the next request is being served: what follows it waits again
                         waiting = new ArrayList<>(arrived.subList(i + 1, arrived.size()));
                         return;
                     }
