@@ -40,6 +40,7 @@ import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
 import java.util.Map;
@@ -114,12 +115,22 @@ public class DirectRequests implements BeanCreatedEventListener<NettyServerCusto
     private volatile List<Endpoint> endpoints;
     private volatile JsonMapper json;
     private volatile MeterRegistry registry;
+    private final Map<List<Object>, Timer> timers = new ConcurrentHashMap<>();
 
     // the listener is created with the server; what it uses is looked up at the first request
     DirectRequests(BeanProvider<Endpoint> provider, BeanProvider<JsonMapper> mapper, BeanProvider<MeterRegistry> meters) {
         this.provider = provider;
         this.mapper = mapper;
         this.meters = meters;
+    }
+
+    /** {@code http.server.requests} under the route's tags, as Micronaut records it, one timer per status and exception. */
+    private Timer timer(Endpoint endpoint, int status, String exception) {
+        return timers.computeIfAbsent(List.of(endpoint.method(), endpoint.route(), status, exception), k ->
+                Timer.builder("http.server.requests")
+                        .tags("exception", exception, "method", endpoint.method(), "status", Integer.toString(status),
+                                "uri", endpoint.route())
+                        .register(registry));
     }
 
     /** The endpoints, looked up at the first request; none (everything to Micronaut) if that fails. */
@@ -373,37 +384,50 @@ public class DirectRequests implements BeanCreatedEventListener<NettyServerCusto
                 return;
             }
             ByteBuf body = ctx.alloc().buffer(512);
-            ApiException refused = null;
-            if (answer != null) {
-                try {
-                    write(answer.body(), body);
-                } catch (RuntimeException e) {
-                    refused = unexpected(e);
+            HttpResponse response;
+            try {
+                ApiException refused = null;
+                Throwable failure = cause;
+                if (answer != null) {
+                    try {
+                        write(answer.body(), body);
+                    } catch (RuntimeException e) {
+                        failure = e;
+                        refused = unexpected(e);
+                    }
+                } else {
+                    refused = cause instanceof ApiException api ? api
+                            : SqlStates.isUnavailable(cause) ? ApiException.databaseUnavailable() : unexpected(cause);
                 }
-            } else {
-                refused = cause instanceof ApiException api ? api
-                        : SqlStates.isUnavailable(cause) ? ApiException.databaseUnavailable() : unexpected(cause);
+                if (refused != null) {
+                    body.clear();
+                    write(refused.toProblem(), body);
+                }
+                int status = refused == null ? answer.status() : refused.type().status().getCode();
+                response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, HttpResponseStatus.valueOf(status),
+                        body, HEADERS, HEADERS);
+                if (refused == null) {
+                    response.headers().set(HttpHeaderNames.CONTENT_TYPE, HttpHeaderValues.APPLICATION_JSON);
+                    // counted before it is written: a client reading the metrics right after its answer sees it
+                    answer.served().run();
+                } else {
+                    response.headers().set(HttpHeaderNames.CONTENT_TYPE, Problem.MEDIA_TYPE);
+                    refused.headers().forEach(response.headers()::set);
+                }
+                timer(ask.endpoint(), status, refused == null ? "none" : failure.getClass().getSimpleName())
+                        .record(System.nanoTime() - startedNanos, TimeUnit.NANOSECONDS);
+            } catch (RuntimeException e) {
+                // nothing sensible can be answered: the connection is closed rather than left waiting
+                LOG.error("Answering {} {} failed; closing the connection", ask.endpoint().method(),
+                        ask.endpoint().route(), e);
+                body.release();
+                held.forEach(ReferenceCountUtil::release);
+                reset();
+                ChannelPromise close = closeRequested != null ? closeRequested : ctx.newPromise();
+                closeRequested = null;
+                ctx.close(close);
+                return;
             }
-            if (refused != null) {
-                body.clear();
-                write(refused.toProblem(), body);
-            }
-            int status = refused == null ? answer.status() : refused.type().status().getCode();
-            HttpResponse response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, HttpResponseStatus.valueOf(status),
-                    body, HEADERS, HEADERS);
-            if (refused == null) {
-                response.headers().set(HttpHeaderNames.CONTENT_TYPE, HttpHeaderValues.APPLICATION_JSON);
-                // counted before it is written: a client reading the metrics right after its answer sees it
-                answer.served().run();
-            } else {
-                response.headers().set(HttpHeaderNames.CONTENT_TYPE, Problem.MEDIA_TYPE);
-                refused.headers().forEach(response.headers()::set);
-            }
-            Timer.builder("http.server.requests")
-                    .tags("exception", refused == null ? "none" : refused.getClass().getSimpleName(),
-                            "method", ask.endpoint().method(), "status", Integer.toString(status),
-                            "uri", ask.endpoint().route())
-                    .register(registry).record(System.nanoTime() - startedNanos, TimeUnit.NANOSECONDS);
             boolean keepAlive = ask.keepAlive() && closeRequested == null;
             response.headers()
                     .set(HttpHeaderNames.DATE, Dates.now())

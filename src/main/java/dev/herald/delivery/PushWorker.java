@@ -177,26 +177,51 @@ public class PushWorker implements AutoCloseable {
         long deadline = System.nanoTime() + wait.toNanos();
         for (int from = 0; from < all.size(); from += CLAIM_BATCH) {
             List<DeliveryStore.ClaimedPush> chunk = all.subList(from, Math.min(all.size(), from + CLAIM_BATCH));
+            // without a wait, whatever room there is now; with one, room for the whole chunk
+            int taken = wait.isZero() ? Math.min(chunk.size(), capacity.availablePermits()) : chunk.size();
             boolean room;
             try {
-                room = running && capacity.tryAcquire(chunk.size(), Math.max(0, deadline - System.nanoTime()),
+                room = taken > 0 && capacity.tryAcquire(taken, Math.max(0, deadline - System.nanoTime()),
                         TimeUnit.NANOSECONDS);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 room = false;
             }
+            if (room && !running) {
+                // closing: the writers may already have stopped waiting for pushes in flight
+                capacity.release(taken);
+                room = false;
+            }
             if (!room) {
+                taken = 0;
+            }
+            List<DeliveryStore.ClaimedPush> sending = new ArrayList<>(taken);
+            List<Long> back = new ArrayList<>();
+            for (int i = 0; i < chunk.size(); i++) {
+                DeliveryStore.ClaimedPush push = chunk.get(i);
+                if (i >= taken) {
+                    back.add(push.id());
+                } else if (plansById.get(push.notificationId()) == null) {
+                    capacity.release(); // no notification handed over with it: left to the queue
+                    back.add(push.id());
+                } else {
+                    sending.add(push);
+                }
+            }
+            if (!back.isEmpty()) {
                 try {
-                    store.releaseLeases(chunk.stream().map(DeliveryStore.ClaimedPush::id).toList(), clock.instant());
+                    store.releaseLeases(back, clock.instant());
                     signals.wakePushes();
                 } catch (RuntimeException e) {
                     LOG.warn("Could not release {} pushes to the queue; they are sent once their lease ends: {}",
-                            chunk.size(), e.toString());
+                            back.size(), e.toString());
                 }
+            }
+            if (sending.isEmpty()) {
                 continue;
             }
-            dispatcher.prepare(chunk, plansById::get);
-            for (DeliveryStore.ClaimedPush push : chunk) {
+            dispatcher.prepare(sending, plansById::get);
+            for (DeliveryStore.ClaimedPush push : sending) {
                 dispatcher.dispatch(push, plansById.get(push.notificationId())).thenAccept(settled::add);
             }
         }
@@ -228,7 +253,7 @@ public class PushWorker implements AutoCloseable {
      * {@link #LINGER_BATCH}: a statement and a commit per few hundred outcomes rather than per handful
      * costs PostgreSQL far less for each, and an outcome is recorded at most that much later.
      */
-    private void gather(List<PushDispatcher.Settled> batch) throws InterruptedException {
+    private void gather(List<PushDispatcher.Settled> batch) {
         long until = System.nanoTime() + LINGER.toNanos();
         while (true) {
             settled.drainTo(batch, WRITE_BATCH - batch.size());
@@ -236,7 +261,13 @@ public class PushWorker implements AutoCloseable {
             if (batch.size() >= LINGER_BATCH || left <= 0 || !running) {
                 return;
             }
-            PushDispatcher.Settled more = settled.poll(left, TimeUnit.NANOSECONDS);
+            PushDispatcher.Settled more;
+            try {
+                more = settled.poll(left, TimeUnit.NANOSECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt(); // what was gathered is still written; the loop then ends
+                return;
+            }
             if (more == null) {
                 return;
             }

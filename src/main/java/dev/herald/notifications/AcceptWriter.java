@@ -154,11 +154,14 @@ class AcceptWriter implements AutoCloseable {
                     }
                 }
             }
-            // the batch's pushes are prepared together: one preference read, one round of device caps
-            pushes.ifPresent(worker -> worker.handOff(routed));
-            if (routeJobs) {
-                signals.wakeRouter();
-                signals.announce(WorkSignals.Kind.ROUTE);
+            try {
+                // the batch's pushes are prepared together: one preference read, one round of device caps
+                pushes.ifPresent(worker -> worker.handOff(routed));
+            } finally {
+                if (routeJobs) {
+                    signals.wakeRouter();
+                    signals.announce(WorkSignals.Kind.ROUTE);
+                }
             }
         });
     }
