@@ -4,18 +4,18 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.herald.support.Api;
 import dev.herald.support.Fixtures;
 import dev.herald.support.HeraldTest;
+import dev.herald.support.RawHttp;
+import dev.herald.support.RawHttp.Raw;
 import io.micronaut.test.extensions.junit5.annotation.MicronautTest;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Iterator;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -25,6 +25,8 @@ import static dev.herald.support.Fixtures.androidDevice;
 import static dev.herald.support.Fixtures.apnsToken;
 import static dev.herald.support.Fixtures.fcmToken;
 import static dev.herald.support.Fixtures.iosDevice;
+import static dev.herald.support.RawHttp.readResponses;
+import static dev.herald.support.RawHttp.request;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
@@ -209,62 +211,7 @@ class DirectRegistrationTest extends HeraldTest {
 
     /** Sends {@code requests} at once on one new connection and reads their answers. */
     private List<Raw> pipelined(byte[]... requests) throws IOException {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        for (byte[] request : requests) {
-            out.writeBytes(request);
-        }
-        try (Socket socket = new Socket(server.getHost(), server.getPort())) {
-            socket.setSoTimeout(30_000);
-            socket.getOutputStream().write(out.toByteArray());
-            return readResponses(socket.getInputStream(), requests.length);
-        }
-    }
-
-    private static byte[] request(String method, String path, String token, byte[] body) {
-        StringBuilder head = new StringBuilder(method).append(' ').append(path).append(" HTTP/1.1\r\nHost: herald\r\n")
-                .append("Authorization: Bearer ").append(token).append("\r\n");
-        if (body != null) {
-            head.append("Content-Type: application/json\r\nContent-Length: ").append(body.length).append("\r\n");
-        }
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        out.writeBytes(head.append("\r\n").toString().getBytes(StandardCharsets.US_ASCII));
-        if (body != null) {
-            out.writeBytes(body);
-        }
-        return out.toByteArray();
-    }
-
-    private record Raw(int status, Map<String, String> headers, String body) {
-    }
-
-    /** Reads {@code count} HTTP/1.1 responses with a {@code content-length} each. */
-    private static List<Raw> readResponses(InputStream in, int count) throws IOException {
-        List<Raw> responses = new ArrayList<>();
-        for (int i = 0; i < count; i++) {
-            String statusLine = line(in);
-            Map<String, String> headers = new LinkedHashMap<>();
-            for (String header = line(in); !header.isEmpty(); header = line(in)) {
-                int colon = header.indexOf(':');
-                headers.put(header.substring(0, colon).trim().toLowerCase(Locale.ROOT), header.substring(colon + 1).trim());
-            }
-            byte[] body = in.readNBytes(Integer.parseInt(headers.getOrDefault("content-length", "0")));
-            responses.add(new Raw(Integer.parseInt(statusLine.split(" ")[1]), headers,
-                    new String(body, StandardCharsets.UTF_8)));
-        }
-        return responses;
-    }
-
-    private static String line(InputStream in) throws IOException {
-        ByteArrayOutputStream line = new ByteArrayOutputStream();
-        for (int b = in.read(); b != '\n'; b = in.read()) {
-            if (b < 0) {
-                throw new IOException("the connection ended mid-response: " + line);
-            }
-            if (b != '\r') {
-                line.write(b);
-            }
-        }
-        return line.toString(StandardCharsets.US_ASCII);
+        return RawHttp.pipelined(server.getHost(), server.getPort(), requests);
     }
 
     private static TreeSet<String> headerNames(Api.Response response) {

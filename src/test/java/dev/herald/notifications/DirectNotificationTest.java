@@ -5,14 +5,12 @@ import dev.herald.support.Api;
 import dev.herald.support.Fixtures;
 import dev.herald.support.GatewayTest;
 import dev.herald.support.MockApns;
+import dev.herald.support.RawHttp;
+import dev.herald.support.RawHttp.Raw;
 import io.micronaut.test.extensions.junit5.annotation.MicronautTest;
 import org.junit.jupiter.api.Test;
 
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.InputStream;
-import java.net.Socket;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -211,62 +209,11 @@ class DirectNotificationTest extends GatewayTest {
         return names;
     }
 
-    private record Raw(int status, Map<String, String> headers, byte[] body) {
-    }
-
     private List<Raw> pipelined(byte[]... requests) throws IOException {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        for (byte[] request : requests) {
-            out.writeBytes(request);
-        }
-        try (Socket socket = new Socket(server.getHost(), server.getPort())) {
-            socket.setSoTimeout(30_000);
-            socket.getOutputStream().write(out.toByteArray());
-            return readResponses(socket.getInputStream(), requests.length);
-        }
+        return RawHttp.pipelined(server.getHost(), server.getPort(), requests);
     }
 
     private byte[] request(String method, String path, byte[] body) {
-        StringBuilder head = new StringBuilder(method).append(' ').append(path).append(" HTTP/1.1\r\nHost: herald\r\n")
-                .append("Authorization: Bearer ").append(tenant.key()).append("\r\n");
-        if (body != null) {
-            head.append("Content-Type: application/json\r\nContent-Length: ").append(body.length).append("\r\n");
-        }
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        out.writeBytes(head.append("\r\n").toString().getBytes(StandardCharsets.US_ASCII));
-        if (body != null) {
-            out.writeBytes(body);
-        }
-        return out.toByteArray();
-    }
-
-    /** Reads {@code n} HTTP/1.1 answers with a content length from {@code in}. */
-    private static List<Raw> readResponses(InputStream in, int n) throws IOException {
-        List<Raw> answers = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            String statusLine = line(in);
-            int status = Integer.parseInt(statusLine.split(" ")[1]);
-            Map<String, String> headers = new HashMap<>();
-            for (String header = line(in); !header.isEmpty(); header = line(in)) {
-                int colon = header.indexOf(':');
-                headers.put(header.substring(0, colon).trim().toLowerCase(Locale.ROOT), header.substring(colon + 1).trim());
-            }
-            byte[] body = in.readNBytes(Integer.parseInt(headers.getOrDefault("content-length", "0")));
-            answers.add(new Raw(status, headers, body));
-        }
-        return answers;
-    }
-
-    private static String line(InputStream in) throws IOException {
-        ByteArrayOutputStream line = new ByteArrayOutputStream();
-        for (int b = in.read(); b != '\n'; b = in.read()) {
-            if (b < 0) {
-                throw new IOException("connection closed mid-answer");
-            }
-            if (b != '\r') {
-                line.write(b);
-            }
-        }
-        return line.toString(StandardCharsets.US_ASCII);
+        return RawHttp.request(method, path, tenant.key(), body);
     }
 }
