@@ -78,7 +78,8 @@ public class DirectRequests implements BeanCreatedEventListener<NettyServerCusto
 
         /**
          * What this endpoint needs of {@code request}'s head (its path, a header) to serve it, or null when
-         * it is not this endpoint's or is left to Micronaut. Called on the event loop; {@code uri} has no query.
+         * it is not this endpoint's or is left to Micronaut. Called on the event loop, for requests of the
+         * endpoint's {@link #method()} only; {@code uri} has no query.
          */
         @Nullable Object ask(HttpRequest request, String uri);
 
@@ -184,7 +185,11 @@ public class DirectRequests implements BeanCreatedEventListener<NettyServerCusto
                 || headers.contains(HttpHeaderNames.CONTENT_ENCODING)) {
             return null;
         }
+        String method = request.method().name();
         for (Endpoint endpoint : endpoints()) {
+            if (!endpoint.method().equals(method)) {
+                continue;
+            }
             Object asked;
             try {
                 asked = endpoint.ask(request, uri);

@@ -207,9 +207,7 @@ public class CallService implements AutoCloseable {
             LOG.warn("Call {} of app {} rang but could not be stored ({}); call.ended goes to what rang",
                     call.callId(), call.appId(), failure.toString());
             meters.counter("herald.calls.ended", "app", call.appId(), "reason", EndReason.CANCELLED.wire()).increment();
-            CallStore.StoredCall cancelled = new CallStore.StoredCall(call.appId(), call.callId(), call.test(),
-                    call.callee(), call.callerId(), call.callerName(), call.video(), call.ringSeconds(), call.createdAt(),
-                    call.ringUntil(), clock.instant(), EndReason.CANCELLED.wire(), null);
+            CallStore.StoredCall cancelled = call.endedAt(clock.instant(), EndReason.CANCELLED.wire());
             if (toStreams) {
                 live.publish(call.callee(), "call.ended", null, LiveEvents.json(ended(cancelled).data()));
             }
@@ -402,9 +400,7 @@ public class CallService implements AutoCloseable {
                 store.markEnding(c.appId(), c.callId(), now);
                 String id = notifications.acceptFromHerald(c.appId(), c.test(), missedCall(c), now);
                 store.setMissedNotification(c.appId(), c.callId(), id);
-                withMissed.add(new CallStore.StoredCall(c.appId(), c.callId(), c.test(), c.callee(), c.callerId(),
-                        c.callerName(), c.video(), c.ringSeconds(), c.createdAt(), c.ringUntil(), c.endedAt(),
-                        c.endReason(), id));
+                withMissed.add(c.withMissedNotification(id));
             }
             return withMissed;
         });

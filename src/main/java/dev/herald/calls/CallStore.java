@@ -36,6 +36,18 @@ class CallStore {
         String status() {
             return endReason == null ? "ringing" : endReason;
         }
+
+        /** This call, ended at {@code at} for {@code reason}. */
+        StoredCall endedAt(Instant at, String reason) {
+            return new StoredCall(appId, callId, test, callee, callerId, callerName, video, ringSeconds, createdAt,
+                    ringUntil, at, reason, missedNotificationId);
+        }
+
+        /** This call, with the missed-call notification sent for it. */
+        StoredCall withMissedNotification(String notificationId) {
+            return new StoredCall(appId, callId, test, callee, callerId, callerName, video, ringSeconds, createdAt,
+                    ringUntil, endedAt, endReason, notificationId);
+        }
     }
 
     /**

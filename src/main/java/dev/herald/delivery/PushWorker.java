@@ -163,11 +163,13 @@ public class PushWorker implements AutoCloseable {
     }
 
     private void handOff(List<Routed> routed, Duration wait) {
+        // each push's plan under the id it names: every push handed over has one
         Map<String, NotificationPlans.Plan> plansById = new java.util.HashMap<>();
         List<DeliveryStore.ClaimedPush> all = new ArrayList<>();
         for (Routed r : routed) {
             if (!r.leased().isEmpty()) {
-                plansById.put(r.notification().id(), plans.remember(r.notification()));
+                NotificationPlans.Plan plan = plans.remember(r.notification());
+                r.leased().forEach(push -> plansById.putIfAbsent(push.notificationId(), plan));
                 all.addAll(r.leased());
             }
         }
@@ -192,22 +194,9 @@ public class PushWorker implements AutoCloseable {
                 capacity.release(taken);
                 room = false;
             }
-            if (!room) {
-                taken = 0;
-            }
-            List<DeliveryStore.ClaimedPush> sending = new ArrayList<>(taken);
-            List<Long> back = new ArrayList<>();
-            for (int i = 0; i < chunk.size(); i++) {
-                DeliveryStore.ClaimedPush push = chunk.get(i);
-                if (i >= taken) {
-                    back.add(push.id());
-                } else if (plansById.get(push.notificationId()) == null) {
-                    capacity.release(); // no notification handed over with it: left to the queue
-                    back.add(push.id());
-                } else {
-                    sending.add(push);
-                }
-            }
+            List<DeliveryStore.ClaimedPush> sending = chunk.subList(0, room ? taken : 0);
+            List<Long> back = chunk.subList(sending.size(), chunk.size()).stream()
+                    .map(DeliveryStore.ClaimedPush::id).toList();
             if (!back.isEmpty()) {
                 try {
                     store.releaseLeases(back, clock.instant());

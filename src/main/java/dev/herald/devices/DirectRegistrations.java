@@ -8,14 +8,13 @@ import dev.herald.auth.VerifiedTokenCache;
 import dev.herald.limits.RateLimitFilter;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
-import io.micronaut.context.BeanProvider;
 import io.micronaut.core.annotation.Nullable;
 import io.micronaut.context.annotation.Requires;
 import io.micronaut.security.authentication.Authentication;
-import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpRequest;
 import jakarta.inject.Singleton;
 
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
@@ -37,12 +36,12 @@ class DirectRegistrations implements DirectRequests.Endpoint {
 
 
     private final VerifiedTokenCache tokens;
-    private final BeanProvider<RateLimitFilter> limits;
+    private final Optional<RateLimitFilter> limits;
     private final JsonBodies bodies;
     private final RegistrationWriter writer;
     private final Counter direct;
 
-    DirectRegistrations(VerifiedTokenCache tokens, BeanProvider<RateLimitFilter> limits,
+    DirectRegistrations(VerifiedTokenCache tokens, Optional<RateLimitFilter> limits,
                         JsonBodies bodies, RegistrationWriter writer, MeterRegistry meters) {
         this.tokens = tokens;
         this.limits = limits;
@@ -55,7 +54,7 @@ class DirectRegistrations implements DirectRequests.Endpoint {
 
     @Override
     public @Nullable Object ask(HttpRequest request, String uri) {
-        if (request.method() != HttpMethod.PUT || !uri.startsWith(PREFIX) || uri.indexOf('/', PREFIX.length()) >= 0) {
+        if (!uri.startsWith(PREFIX) || uri.indexOf('/', PREFIX.length()) >= 0) {
             return null;
         }
         String id = uri.substring(PREFIX.length());
@@ -115,7 +114,7 @@ class DirectRegistrations implements DirectRequests.Endpoint {
         if (!(caller instanceof Caller.User user)) {
             return null;
         }
-        RateLimitFilter limit = limits.find(null).orElse(null);
+        RateLimitFilter limit = limits.orElse(null);
         if (limit == null) {
             return writer.submit(user.userId(), installationId, registration, loop);
         }

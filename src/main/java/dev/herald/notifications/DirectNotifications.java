@@ -8,13 +8,12 @@ import dev.herald.auth.Scope;
 import dev.herald.limits.RateLimitFilter;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
-import io.micronaut.context.BeanProvider;
 import io.micronaut.context.annotation.Requires;
 import io.micronaut.core.annotation.Nullable;
-import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpRequest;
 import jakarta.inject.Singleton;
 
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
@@ -40,11 +39,11 @@ class DirectNotifications implements DirectRequests.Endpoint {
     private static final String IDEMPOTENCY_KEY = "Idempotency-Key";
 
     private final ApiKeyTokenValidator keys;
-    private final BeanProvider<RateLimitFilter> limits;
+    private final Optional<RateLimitFilter> limits;
     private final NotificationIntake intake;
     private final Counter direct;
 
-    DirectNotifications(ApiKeyTokenValidator keys, BeanProvider<RateLimitFilter> limits, NotificationIntake intake,
+    DirectNotifications(ApiKeyTokenValidator keys, Optional<RateLimitFilter> limits, NotificationIntake intake,
                         MeterRegistry meters) {
         this.keys = keys;
         this.limits = limits;
@@ -60,7 +59,7 @@ class DirectNotifications implements DirectRequests.Endpoint {
 
     @Override
     public @Nullable Object ask(HttpRequest request, String uri) {
-        if (request.method() != HttpMethod.POST || !uri.equals(PATH)) {
+        if (!uri.equals(PATH)) {
             return null;
         }
         // more than one key is for Micronaut's binding to make sense of
@@ -95,7 +94,7 @@ class DirectNotifications implements DirectRequests.Endpoint {
         if (key == null || !key.scopes().contains(Scope.SEND)) {
             return null;
         }
-        RateLimitFilter limit = limits.find(null).orElse(null);
+        RateLimitFilter limit = limits.orElse(null);
         CompletableFuture<Boolean> admitted = limit == null ? CompletableFuture.completedFuture(true)
                 : limit.admitsKey(key).toCompletableFuture();
         java.util.function.Function<Boolean, CompletionStage<DirectRequests.Answer>> then = yes -> yes

@@ -206,16 +206,17 @@ public final class MockApns implements AutoCloseable {
 
     /** As {@link #hold()}, each request waiting at most {@code timeout}: an APNs that hangs that long. */
     public Gate hold(Duration timeout) {
-        Gate held = new Gate(timeout);
-        gated = headers -> true;
-        gate = held;
-        return held;
+        return hold(timeout, headers -> true);
     }
 
     /** As {@link #hold()}, for every request but VoIP pushes: an APNs slow to answer notifications. */
     public Gate holdAllButVoip() {
-        Gate held = new Gate(GATE_TIMEOUT);
-        gated = headers -> !"voip".equals(headers.get("apns-push-type"));
+        return hold(GATE_TIMEOUT, headers -> !"voip".equals(headers.get("apns-push-type")));
+    }
+
+    private Gate hold(Duration timeout, java.util.function.Predicate<Map<String, String>> which) {
+        Gate held = new Gate(timeout);
+        gated = which;
         gate = held;
         return held;
     }
