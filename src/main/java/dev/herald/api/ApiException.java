@@ -58,6 +58,11 @@ public class ApiException extends RuntimeException {
                 List.of(), Map.of("Retry-After", "1"));
     }
 
+    public static ApiException notWrittenYet(String what) {
+        return new ApiException(ProblemType.UNAVAILABLE, what + " is being recorded; try again in a second",
+                List.of(), Map.of("Retry-After", "1"));
+    }
+
     public static ApiException notFound(String what) {
         return new ApiException(ProblemType.NOT_FOUND, what + " not found");
     }

@@ -121,6 +121,89 @@ public class DeliveryStore {
         });
     }
 
+    /** A device a fan-out pushes to before its delivery exists (token null when it has none). */
+    public record Recipient(String installationId, String userId, Platform platform, String token, String locale) {
+    }
+
+    /**
+     * The next {@code limit} devices of the app (in installation id order after {@code after}) carrying
+     * one of the tags, as they are now; nothing is written.
+     */
+    public List<Recipient> taggedDevices(String appId, List<String> tags, String after, int limit) {
+        return recipients(DEVICE_COLUMNS + " " + """
+                 WHERE app_id = ? AND installation_id > ? AND cardinality(tags) > 0 AND tags && ?::text[]
+                 ORDER BY installation_id LIMIT ?""", ps -> {
+            ps.setString(1, appId);
+            ps.setString(2, after);
+            ps.setArray(3, ps.getConnection().createArrayOf("text", tags.toArray()));
+            ps.setInt(4, limit);
+            return 5;
+        });
+    }
+
+    /** These installations of the app (those that exist), in installation id order; nothing is written. */
+    public List<Recipient> devices(String appId, List<String> installationIds) {
+        return recipients(DEVICE_COLUMNS + " WHERE app_id = ? AND installation_id = ANY(?) ORDER BY installation_id", ps -> {
+            ps.setString(1, appId);
+            ps.setArray(2, ps.getConnection().createArrayOf("text", installationIds.toArray()));
+            return 3;
+        });
+    }
+
+    private List<Recipient> recipients(String sql, SqlBinder binder) {
+        return jdbc.prepareStatement(sql, ps -> {
+            binder.bind(ps);
+            List<Recipient> found = new ArrayList<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    found.add(new Recipient(rs.getString(1), rs.getString(2), Platform.fromWire(rs.getString(3)),
+                            rs.getString(4), rs.getString(5)));
+                }
+            }
+            return found;
+        });
+    }
+
+    /** A push delivery written once, with the outcome of its first attempt ({@code queued}: to retry). */
+    public record Outcome(String userId, String installationId, int attempts, String status, String reason,
+                          Instant nextAttemptAt) {
+    }
+
+    /** Inserts push deliveries that were sent before they existed, each with its outcome, in one statement. */
+    public void insertOutcomes(String notificationId, List<Outcome> outcomes, Instant now) {
+        int n = outcomes.size();
+        String[] users = new String[n];
+        String[] installations = new String[n];
+        Integer[] attempts = new Integer[n];
+        String[] statuses = new String[n];
+        String[] reasons = new String[n];
+        Timestamp[] next = new Timestamp[n];
+        for (int i = 0; i < n; i++) {
+            Outcome o = outcomes.get(i);
+            users[i] = o.userId();
+            installations[i] = o.installationId();
+            attempts[i] = o.attempts();
+            statuses[i] = o.status();
+            reasons[i] = o.reason();
+            next[i] = o.nextAttemptAt() == null ? null : Timestamp.from(o.nextAttemptAt());
+        }
+        jdbc.prepareStatement(INSERT + """
+                SELECT ?, u.user_id, u.installation_id, 'push', u.status, u.reason, u.attempts, u.next_at, ?
+                FROM unnest(?::text[], ?::text[], ?::integer[], ?::text[], ?::text[], ?::timestamptz[])
+                     AS u(user_id, installation_id, attempts, status, reason, next_at)""", ps -> {
+            Connection c = ps.getConnection();
+            ps.setString(1, notificationId);
+            ps.setTimestamp(2, Timestamp.from(now));
+            ps.setArray(3, c.createArrayOf("text", users));
+            ps.setArray(4, c.createArrayOf("text", installations));
+            ps.setArray(5, c.createArrayOf("integer", attempts));
+            ps.setArray(6, c.createArrayOf("text", statuses));
+            ps.setArray(7, c.createArrayOf("text", reasons));
+            ps.setArray(8, c.createArrayOf("timestamptz", next));
+            return ps.executeUpdate();
+        });
+    }
+
     /**
      * Routes users: a push for each of their devices of the app when {@code push} (leased until
      * {@code leasedUntil}, answered), {@code suppressed / no_device} for a user without one; and
@@ -651,6 +734,18 @@ public class DeliveryStore {
                     }
                 }
                 return false;
+            }
+        });
+    }
+
+    /** Whether the notification is being routed (sent, not scheduled): some of its deliveries may not exist yet. */
+    public boolean stillRouting(String notificationId) {
+        return jdbc.prepareStatement("""
+                SELECT EXISTS (SELECT 1 FROM jobs j JOIN notifications n ON n.id = j.notification_id
+                               WHERE j.notification_id = ? AND n.status = 'routing')""", ps -> {
+            ps.setString(1, notificationId);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() && rs.getBoolean(1);
             }
         });
     }

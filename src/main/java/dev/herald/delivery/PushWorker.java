@@ -12,6 +12,7 @@ import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.BlockingQueue;
@@ -216,6 +217,83 @@ public class PushWorker implements AutoCloseable {
         }
     }
 
+    /** How many pushes this node holds at most. */
+    int inFlight() {
+        return maxInFlight;
+    }
+
+    /** Ids for pushes sent before their delivery exists: negative, unique on this node (see {@link #sendUnwritten}). */
+    private final java.util.concurrent.atomic.AtomicLong unwrittenIds = new java.util.concurrent.atomic.AtomicLong();
+
+    /** A push a fan-out sends before its delivery row exists, under an id unique on this node. */
+    DeliveryStore.ClaimedPush unwritten(String notificationId, DeliveryStore.Recipient to) {
+        return new DeliveryStore.ClaimedPush(unwrittenIds.decrementAndGet(), notificationId, to.userId(),
+                to.installationId(), 1, to.platform(), to.token(), to.locale(), null);
+    }
+
+    /**
+     * Sends pushes that have no delivery row yet (a fan-out writes each row once, with its outcome):
+     * each outcome goes to {@code outcome} with its push, and frees its room at once, nothing is
+     * written here. Waits for room as long as it takes while this worker runs and {@code keepTrying}
+     * says so (a router's thread, kept to the pace the gateways take). Answers how many were sent:
+     * fewer than all only when it stopped trying.
+     */
+    int sendUnwritten(StoredNotification notification, List<DeliveryStore.ClaimedPush> pushes,
+                      java.util.function.BiConsumer<DeliveryStore.ClaimedPush, PushDispatcher.Settled> outcome,
+                      java.util.function.BooleanSupplier keepTrying) {
+        NotificationPlans.Plan plan = plans.remember(notification);
+        int sent = 0;
+        while (sent < pushes.size() && running) {
+            List<DeliveryStore.ClaimedPush> batch = pushes.subList(sent, Math.min(pushes.size(), sent + CLAIM_BATCH));
+            try {
+                if (!capacity.tryAcquire(batch.size(), 100, TimeUnit.MILLISECONDS)) {
+                    if (!keepTrying.getAsBoolean()) {
+                        return sent;
+                    }
+                    continue;
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return sent;
+            }
+            if (!running) {
+                capacity.release(batch.size());
+                return sent;
+            }
+            dispatcher.prepare(batch, id -> plan);
+            for (DeliveryStore.ClaimedPush push : batch) {
+                dispatcher.dispatch(push, plan).whenComplete((settled, never) -> {
+                    try {
+                        outcome.accept(push, settled);
+                    } finally {
+                        capacity.release();
+                    }
+                });
+            }
+            sent += batch.size();
+        }
+        return sent;
+    }
+
+    /** Counts outcomes at {@code herald.deliveries}: one counter update per (app, status, reason), not one per push. */
+    void count(Collection<PushDispatcher.Settled> outcomes) {
+        Map<List<String>, Long> counts = new java.util.HashMap<>();
+        for (PushDispatcher.Settled s : outcomes) {
+            DeliveryStore.Finished f = s.finished();
+            counts.merge(List.of(s.appId(), f.status(), f.reason() == null ? "none" : f.reason()), 1L, Long::sum);
+        }
+        counts.forEach((key, n) -> meters.counter("herald.deliveries", "app", key.get(0), "channel", "push",
+                "status", key.get(1), "reason", key.get(2)).increment(n));
+    }
+
+    /** Clears the tokens gateways called dead (compare-and-clear) and counts those cleared. */
+    void clearDead(List<DeliveryStore.DeadToken> dead, Instant now) {
+        if (!dead.isEmpty()) {
+            List<String> cleared = store.clearDeadTokens(dead, now);
+            meters.counter("herald.devices.tokens.cleared").increment(cleared.size());
+        }
+    }
+
     private void writeLoop() {
         List<PushDispatcher.Settled> batch = new ArrayList<>(WRITE_BATCH);
         // after close, until every push in flight has been written (or the join gives up)
@@ -269,12 +347,7 @@ public class PushWorker implements AutoCloseable {
             try {
                 Instant now = clock.instant();
                 store.finish(batch.stream().map(PushDispatcher.Settled::finished).toList(), now);
-                List<DeliveryStore.DeadToken> dead = batch.stream().map(PushDispatcher.Settled::deadToken)
-                        .filter(d -> d != null).toList();
-                if (!dead.isEmpty()) {
-                    List<String> cleared = store.clearDeadTokens(dead, now);
-                    meters.counter("herald.devices.tokens.cleared").increment(cleared.size());
-                }
+                clearDead(batch.stream().map(PushDispatcher.Settled::deadToken).filter(d -> d != null).toList(), now);
                 break;
             } catch (RuntimeException e) {
                 if (!running) {
@@ -285,14 +358,7 @@ public class PushWorker implements AutoCloseable {
                 pause();
             }
         }
-        // one counter update per (app, status, reason) of the batch, not one per push
-        Map<List<String>, Long> counts = new java.util.HashMap<>();
-        for (PushDispatcher.Settled s : batch) {
-            DeliveryStore.Finished f = s.finished();
-            counts.merge(List.of(s.appId(), f.status(), f.reason() == null ? "none" : f.reason()), 1L, Long::sum);
-        }
-        counts.forEach((key, n) -> meters.counter("herald.deliveries", "app", key.get(0), "channel", "push",
-                "status", key.get(1), "reason", key.get(2)).increment(n));
+        count(batch);
         capacity.release(batch.size());
     }
 

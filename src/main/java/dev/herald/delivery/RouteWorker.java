@@ -23,6 +23,7 @@ import java.util.stream.Collectors;
  * accepting. A job is claimed with a lease and routed a chunk per transaction, each chunk advancing
  * the job's cursor and renewing the lease, so pushes start after the first chunk and a node that dies
  * mid-way leaves the rest to another node. A cancelled notification's job is gone, and routing stops.
+ * Devices and tags go pushes first, each delivery written once with its outcome ({@link FanOut}).
  */
 @Context
 @Requires(property = "herald.delivery.enabled", notEquals = "false")
@@ -39,13 +40,15 @@ class RouteWorker implements AutoCloseable {
     private final TransactionOperations<Connection> transactions;
     private final Clock clock;
     private final Duration poll;
+    private final int fanOutChunk;
     private final Thread thread;
     private volatile boolean running = true;
 
     RouteWorker(DeliveryStore store, NotificationStore notifications, Router router, PushWorker pushes,
                 WorkSignals signals,
                 TransactionOperations<Connection> transactions, Clock clock,
-                @Value("${herald.delivery.poll:500ms}") Duration poll) {
+                @Value("${herald.delivery.poll:500ms}") Duration poll,
+                @Value("${herald.delivery.fan-out-chunk:" + FanOut.CHUNK + "}") int fanOutChunk) {
         this.store = store;
         this.notifications = notifications;
         this.router = router;
@@ -54,6 +57,7 @@ class RouteWorker implements AutoCloseable {
         this.transactions = transactions;
         this.clock = clock;
         this.poll = poll;
+        this.fanOutChunk = Math.max(1, fanOutChunk);
         signals.listen();
         thread = new Thread(this::loop, "router");
         thread.setDaemon(true);
@@ -106,6 +110,11 @@ class RouteWorker implements AutoCloseable {
                 transactions.executeWrite(status -> store.deleteJob(job));
                 return;
             }
+        }
+        if (FanOut.applies(notification)) {
+            new FanOut(job, notification, store, notifications, pushes, transactions, clock, LEASE,
+                    fanOutChunk, pushes.inFlight(), () -> running).run();
+            return;
         }
         String cursor = job.cursor();
         if (LOG.isDebugEnabled()) {

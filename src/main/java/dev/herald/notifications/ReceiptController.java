@@ -59,6 +59,10 @@ class ReceiptController {
             if (deliveries.shownNotStored(notificationId, user.userId())) {
                 throw ApiException.notStoredYet("This notification");
             }
+            if (deliveries.stillRouting(notificationId)) {
+                // a fan-out writes each delivery once its push was sent: this one may be moments away
+                throw ApiException.notWrittenYet("This notification's delivery");
+            }
             // its chunk may have been stored in between
             known = deliveries.receipt(notificationId, user.userId(), installationId, opened, clock.instant());
         }
