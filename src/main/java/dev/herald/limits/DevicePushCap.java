@@ -3,7 +3,6 @@ package dev.herald.limits;
 import dev.herald.ops.OncePerMinute;
 import dev.herald.redis.Redis;
 import dev.herald.redis.RedisScript;
-import io.lettuce.core.ScriptOutputType;
 import io.micronaut.context.annotation.Value;
 import jakarta.inject.Singleton;
 import org.slf4j.Logger;
@@ -24,8 +23,9 @@ import java.util.concurrent.TimeUnit;
  * The cap on pushes per device per minute ({@code herald.limits.device-per-minute}, or an app's own
  * {@code limits.devicePushesPerMinute}), so a backend in a loop cannot flood a phone (and have the
  * gateway throttle the app for it). Counted in Redis, shared by every node, per device and UTC minute
- * ({@code redis/device_count.lua}, one key per device, so it works on a Redis Cluster too), as pushes
- * are taken up for sending. Calls are not capped: they do not pass here. Fails open: while Redis does
+ * (one key per device, so it works on a Redis Cluster too: {@code INCRBY} and a time to live, the
+ * commands of a batch sent in one write on a connection of the cap's own), as pushes are taken up for
+ * sending. Calls are not capped: they do not pass here. Fails open: while Redis does
  * not answer within {@link #REDIS_WAIT}, nothing is capped, and Redis is left alone for
  * {@link #SKIP_AFTER_FAILURE}. Thread-safe; blocks up to {@link #REDIS_WAIT}: call from worker threads.
  */
@@ -35,7 +35,7 @@ public class DevicePushCap {
     private static final Logger LOG = LoggerFactory.getLogger(DevicePushCap.class);
     static final Duration REDIS_WAIT = Duration.ofMillis(250);
     static final Duration SKIP_AFTER_FAILURE = Duration.ofSeconds(5);
-    private static final String TTL_SECONDS = "120";
+    private static final long TTL_SECONDS = 120;
 
     /** One push about to go out: its delivery, its device, and that device's cap (0: none). */
     public record Counted(long deliveryId, String appId, String installationId, int perMinute) {
@@ -44,7 +44,9 @@ public class DevicePushCap {
     private final Redis redis;
     private final Clock clock;
     private final int perMinute;
-    private final RedisScript script = RedisScript.load("/redis/device_count.lua", ScriptOutputType.INTEGER);
+    /** The cap's own connection, opened on first use; one batch at a time goes through it. */
+    private final Object pipeLock = new Object();
+    private Redis.Pipelined pipe;
     private final OncePerMinute warnings = new OncePerMinute();
     private volatile long skipUntil = System.nanoTime();
 
@@ -78,8 +80,18 @@ public class DevicePushCap {
         }
         try {
             Map<List<Counted>, CompletableFuture<Long>> counts = new LinkedHashMap<>();
-            byDevice.forEach((key, devicePushes) -> counts.put(devicePushes,
-                    script.run(redis, new String[]{key}, Integer.toString(devicePushes.size()), TTL_SECONDS)));
+            synchronized (pipeLock) {
+                if (pipe == null) {
+                    pipe = redis.connectPipelined(); // reconnected by lettuce after a loss, as every connection
+                }
+                var async = pipe.async();
+                // the time to live is set again with every count: a minute's counter outlives its minute
+                byDevice.forEach((key, devicePushes) -> {
+                    counts.put(devicePushes, async.incrby(key, devicePushes.size()).toCompletableFuture());
+                    async.expire(key, TTL_SECONDS);
+                });
+                pipe.flush();
+            }
             CompletableFuture.allOf(counts.values().toArray(CompletableFuture[]::new))
                     .get(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS);
             Set<Long> over = new HashSet<>();
@@ -103,6 +115,15 @@ public class DevicePushCap {
                         RedisScript.unwrap(e).toString());
             }
             return Set.of();
+        }
+    }
+
+    @jakarta.annotation.PreDestroy
+    void close() {
+        synchronized (pipeLock) {
+            if (pipe != null) {
+                pipe.close();
+            }
         }
     }
 }

@@ -69,6 +69,35 @@ public final class Redis implements AutoCloseable {
         return new Dedicated(c, c.sync());
     }
 
+    /**
+     * A connection of its own whose commands go out only at {@code flushCommands()}: a batch of commands
+     * in one write, read by Redis in one go, rather than a write and a read per command. One batch at a
+     * time; the caller closes it.
+     */
+    public record Pipelined(StatefulConnection<String, String> connection, RedisClusterAsyncCommands<String, String> async)
+            implements AutoCloseable {
+        public void flush() {
+            connection.flushCommands();
+        }
+
+        @Override
+        public void close() {
+            connection.close();
+        }
+    }
+
+    /** A new {@link Pipelined} connection; the caller closes it. */
+    public Pipelined connectPipelined() {
+        if (cluster != null) {
+            var c = cluster.connect();
+            c.setAutoFlushCommands(false);
+            return new Pipelined(c, c.async());
+        }
+        var c = single.connect();
+        c.setAutoFlushCommands(false);
+        return new Pipelined(c, c.async());
+    }
+
     /** A new publish/subscribe connection; the caller closes it. */
     public StatefulRedisPubSubConnection<String, String> connectPubSub() {
         return cluster != null ? cluster.connectPubSub() : single.connectPubSub();

@@ -86,6 +86,38 @@ class RedisClusterTest extends GatewayTest {
     }
 
     @Test
+    void thePerDeviceCapCountsOnACluster() {
+        assertThat(api.patch("/v1/apps/" + tenant.app(), Fixtures.ADMIN_KEY,
+                Map.of("limits", Map.of("devicePushesPerMinute", 2))).status()).isEqualTo(200);
+        // devices whose counters hash to different slots, on different nodes of the cluster
+        Map<String, String> tokens = new HashMap<>();
+        for (int i = 0; i < 3; i++) {
+            String installation = "capped-" + i + "-" + tenant.userId();
+            String token = Fixtures.apnsToken();
+            assertThat(api.put("/v1/devices/" + installation, tenant.userToken(), Fixtures.iosDevice(tenant.app(), token))
+                    .status()).isEqualTo(201);
+            tokens.put(installation, token);
+        }
+        // the cap counts per UTC minute: start where the test's pushes all fall in one
+        await().atMost(Duration.ofSeconds(40)).pollInterval(Duration.ofMillis(200))
+                .until(() -> java.time.Instant.now().atOffset(java.time.ZoneOffset.UTC).getSecond() < 40);
+        List<String> ids = new java.util.ArrayList<>();
+        for (int n = 0; n < 3; n++) {
+            Api.Response accepted = api.post("/v1/notifications", tenant.key(),
+                    Map.of("to", Map.of("devices", List.copyOf(tokens.keySet())), "title", "Capped " + n));
+            assertThat(accepted.status()).isEqualTo(202);
+            ids.add(accepted.json().path("id").asText());
+        }
+        await().atMost(DEADLINE).until(() -> ids.stream().allMatch(id ->
+                "done".equals(api.get("/v1/notifications/" + id, tenant.key()).json().path("status").asText())));
+
+        long limited = ids.stream().mapToLong(id -> api.get("/v1/notifications/" + id, tenant.key()).json()
+                .path("counts").path("suppressed").asLong()).sum();
+        assertThat(limited).as("the third push to each of 3 devices").isEqualTo(3);
+        tokens.values().forEach(token -> assertThat(apns.receivedFor(token)).hasSize(2));
+    }
+
+    @Test
     void theQueueIntakeReadsFromACluster() {
         String installation = "iphone-cluster-" + tenant.userId();
         String token = Fixtures.apnsToken();
