@@ -51,7 +51,8 @@ import java.util.function.LongSupplier;
  *       from the first request to the last push reaching the APNs mock.</li>
  *   <li><b>Fan-out</b>: one notification to a tag that all {@code bench.devices} seeded devices carry
  *       (60% iOS, 40% Android): time until the last push reaches its mock, every device exactly once,
- *       the service's peak RSS.</li>
+ *       the service's peak RSS; after a fan-out to the first {@code bench.fanOutWarmupDevices} of them (tag
+ *       {@code warm}), as a service that ran one before.</li>
  *   <li><b>Legs alone</b>, service stopped: raw pushy to the APNs mock, Herald's APNs sender, and
  *       Herald's FCM sender to the FCM endpoint.</li>
  * </ol>
@@ -72,6 +73,8 @@ public final class PushDeliveryBench {
     private final int concurrency = Integer.getInteger("bench.concurrency", 64);
     private final int devices = Integer.getInteger("bench.devices", 1_000_000);
     private final int legPushes = Integer.getInteger("bench.legPushes", 200_000);
+    /** Devices (the first ones seeded, tag {@code warm}) of a fan-out run before the measured one; 0: none. */
+    private final int fanOutWarmup = Integer.getInteger("bench.fanOutWarmupDevices", 200_000);
     /** Parts to run, for profiling one of them: {@code -Dbench.parts=sends,fanout,legs}. */
     private final List<String> parts = List.of(System.getProperty("bench.parts", "sends,fanout,calls,legs").split(","));
     private final ObjectMapper json = new ObjectMapper();
@@ -144,8 +147,8 @@ public final class PushDeliveryBench {
                            CASE WHEN i %% 5 < 3 THEN 'ios' ELSE 'android' END,
                            CASE WHEN i %% 5 < 3 THEN md5(i::text) || md5((i + 1)::text)
                                 ELSE 'fcm-' || i || ':' || md5(i::text) || md5((i + 1)::text) END,
-                           now(), '{all}', now(), now(), now()
-                    FROM generate_series(1, %d) AS i""".formatted(devices));
+                           now(), CASE WHEN i <= %d THEN '{all,warm}'::text[] ELSE '{all}'::text[] END, now(), now(), now()
+                    FROM generate_series(1, %d) AS i""".formatted(fanOutWarmup, devices));
             s.execute("VACUUM (ANALYZE) devices");
             s.execute("CHECKPOINT");
             BenchService.log("seed: %,d devices in %.1f s", n, (System.nanoTime() - t0) / 1e9);
@@ -200,6 +203,19 @@ public final class PushDeliveryBench {
     private double sustainedRate;
 
     private void fanOut(BenchService service, String key, MockApns apns, FakeFcm fcm) throws Exception {
+        if (fanOutWarmup > 0) {
+            // as a service that has run a fan-out before: its code compiled (a cold JIT takes a core for a minute)
+            apns.resetCounts();
+            fcm.resetCounts();
+            long w0 = System.nanoTime();
+            service.expect(service.post("/v1/notifications", key,
+                    "{\"to\":{\"tags\":[\"warm\"]},\"title\":\"Warm-up\"}"), 202, "warm-up fan-out");
+            awaitCount(() -> apns.count() + fcm.sent(), Math.min(fanOutWarmup, devices), 600);
+            double warmSeconds = (System.nanoTime() - w0) / 1e9;
+            BenchService.log("fan-out warm-up: %,d pushes in %.1f s", apns.count() + fcm.sent(), warmSeconds);
+            rows.add(BenchService.row("fan-out: warm-up", "one fan-out to %,d of the devices first (%.1f s)",
+                    Math.min(fanOutWarmup, devices), warmSeconds));
+        }
         apns.resetCounts();
         fcm.resetCounts();
         long peakRss = service.rssKb();
