@@ -23,9 +23,9 @@ import java.util.concurrent.TimeUnit;
  * The cap on pushes per device per minute ({@code herald.limits.device-per-minute}, or an app's own
  * {@code limits.devicePushesPerMinute}), so a backend in a loop cannot flood a phone (and have the
  * gateway throttle the app for it). Counted in Redis, shared by every node, per device and UTC minute
- * (one key per device, so it works on a Redis Cluster too: {@code INCRBY} and a time to live, the
- * commands of a batch sent in one write on a connection of the cap's own), as pushes are taken up for
- * sending. Calls are not capped: they do not pass here. Fails open: while Redis does
+ * (a field per device in one of {@link #BUCKETS} hashes per app and minute, so it spreads over a Redis
+ * Cluster too; a batch's commands sent in one write on a connection of the cap's own), as pushes are
+ * taken up for sending. Calls are not capped: they do not pass here. Fails open: while Redis does
  * not answer within {@link #REDIS_WAIT}, nothing is capped, and Redis is left alone for
  * {@link #SKIP_AFTER_FAILURE}. Thread-safe; blocks up to {@link #REDIS_WAIT}: call from worker threads.
  */
@@ -44,6 +44,16 @@ public class DevicePushCap {
     private final Redis redis;
     private final Clock clock;
     private final int perMinute;
+    /**
+     * Devices' counters of a minute are fields of {@code BUCKETS} hashes per app (by installation id):
+     * a count is one {@code HINCRBY} on a hash that exists, not a key created with its own time to live.
+     */
+    static final int BUCKETS = 64;
+
+    /** A device's counter: the hash holding it and its field. */
+    private record Device(String key, String installationId) {
+    }
+
     /** The cap's own connection, opened on first use; one batch at a time goes through it. */
     private final Object pipeLock = new Object();
     private Redis.Pipelined pipe;
@@ -67,12 +77,13 @@ public class DevicePushCap {
         if (now - skipUntil < 0) {
             return Set.of();
         }
-        Map<String, List<Counted>> byDevice = new LinkedHashMap<>();
+        Map<Device, List<Counted>> byDevice = new LinkedHashMap<>();
         long minute = clock.millis() / 60_000;
         for (Counted push : pushes) {
             if (push.perMinute() > 0) {
-                byDevice.computeIfAbsent("herald:cap:" + push.appId() + "/" + push.installationId() + ":" + minute,
-                        k -> new ArrayList<>()).add(push);
+                String installation = push.installationId();
+                String key = "herald:cap:" + push.appId() + ":" + minute + ":" + Math.floorMod(installation.hashCode(), BUCKETS);
+                byDevice.computeIfAbsent(new Device(key, installation), k -> new ArrayList<>()).add(push);
             }
         }
         if (byDevice.isEmpty()) {
@@ -85,11 +96,14 @@ public class DevicePushCap {
                     pipe = redis.connectPipelined(); // reconnected by lettuce after a loss, as every connection
                 }
                 var async = pipe.async();
-                // the time to live is set again with every count: a minute's counter outlives its minute
-                byDevice.forEach((key, devicePushes) -> {
-                    counts.put(devicePushes, async.incrby(key, devicePushes.size()).toCompletableFuture());
-                    async.expire(key, TTL_SECONDS);
+                Set<String> keys = new HashSet<>();
+                byDevice.forEach((device, devicePushes) -> {
+                    counts.put(devicePushes, async.hincrby(device.key(), device.installationId(), devicePushes.size())
+                            .toCompletableFuture());
+                    keys.add(device.key());
                 });
+                // set again with every batch: a minute's counters outlive their minute
+                keys.forEach(key -> async.expire(key, TTL_SECONDS));
                 pipe.flush();
             }
             CompletableFuture.allOf(counts.values().toArray(CompletableFuture[]::new))
