@@ -132,6 +132,10 @@ class FanOutTest extends GatewayTest {
         await().atMost(DEADLINE).untilAsserted(() -> assertThat(sql.count(
                 "SELECT count(*) FROM devices WHERE installation_id = ? AND push_token IS NULL", dead)).isEqualTo(1L));
         assertThat(sql.count("SELECT count(*) FROM jobs WHERE notification_id = ?", id)).isZero();
+
+        // an operator deleting the notification deletes its deliveries with it
+        assertThat(sql.update("DELETE FROM notifications WHERE id = ?", id)).isEqualTo(1);
+        assertThat(sql.count("SELECT count(*) FROM deliveries WHERE notification_id = ?", id)).isZero();
     }
 
     @Test
