@@ -582,6 +582,17 @@ public class DeliveryStore {
         });
     }
 
+    /** The job's cursor while this node's claim holds; empty otherwise. */
+    public java.util.Optional<String> jobCursor(Job job) {
+        return jdbc.prepareStatement("SELECT cursor FROM jobs WHERE id = ? AND attempts = ?", ps -> {
+            ps.setLong(1, job.id());
+            ps.setInt(2, job.claim());
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() ? java.util.Optional.of(rs.getString(1)) : java.util.Optional.<String>empty();
+            }
+        });
+    }
+
     /** Deletes the job while this node's claim holds; false otherwise. */
     public boolean deleteJob(Job job) {
         return jdbc.prepareStatement("DELETE FROM jobs WHERE id = ? AND attempts = ?", ps -> {
@@ -734,6 +745,20 @@ public class DeliveryStore {
                     }
                 }
                 return false;
+            }
+        });
+    }
+
+    /** Whether the user's device has a push delivery of the notification. */
+    public boolean hasPush(String notificationId, String userId, String installationId) {
+        return jdbc.prepareStatement("""
+                SELECT EXISTS (SELECT 1 FROM deliveries WHERE notification_id = ? AND user_id = ? AND installation_id = ?
+                               AND channel = 'push')""", ps -> {
+            ps.setString(1, notificationId);
+            ps.setString(2, userId);
+            ps.setString(3, installationId);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() && rs.getBoolean(1);
             }
         });
     }

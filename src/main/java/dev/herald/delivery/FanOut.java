@@ -39,7 +39,7 @@ final class FanOut {
     /** Devices read, sent and then written together, unless {@code herald.delivery.fan-out-chunk} says otherwise. */
     static final int CHUNK = 1_000;
     /** How long a node stopping waits for the outcomes of pushes in flight, to write them. */
-    private static final Duration STOP_WAIT = Duration.ofSeconds(4);
+    static final Duration STOP_WAIT = Duration.ofSeconds(4);
 
     private final DeliveryStore.Job job;
     private final StoredNotification notification;
@@ -60,6 +60,10 @@ final class FanOut {
     /** The writer's: when it last wrote the job (renewing its lease), and the cursor it wrote. */
     private Instant renewedAt;
     private String written;
+    /** The writer's: when it gives up waiting for outcomes, once this node stops (0: not stopping yet). */
+    private long stopBy;
+    /** The notification's push content per locale, built once for the whole job. */
+    private final NotificationPlans.Plan plan;
 
     private final Chunk end = new Chunk(null);
     private final Chunk stop = new Chunk(null);
@@ -81,6 +85,7 @@ final class FanOut {
         this.running = running;
         this.renewedAt = clock.instant();
         this.written = job.cursor();
+        this.plan = pushes.plan(notification);
     }
 
     /** Whether a job for this notification goes pushes first: a device or tag target with the push channel. */
@@ -146,41 +151,24 @@ final class FanOut {
     }
 
     /**
-     * Runs the job from its cursor to its end, or until the job is no longer this node's, or this node
-     * stops (then, once what is in flight is written, the job is left due at once for any node).
+     * Reads and sends the job from its cursor to its end, or until the job is no longer this node's, or
+     * this node stops. Returns once reading is over (the router goes on to its next job): the writer
+     * thread goes on until the last outcomes are written (or, stopping, for a few seconds
+     * at most, then hands the job on at once from the last chunk written), given to {@code started}
+     * first. Throws what reading threw, once the writer was told to stop.
      */
-    void run() {
+    void run(java.util.function.Consumer<Thread> started) {
         Thread writer = new Thread(this::writeLoop, "fan-out-writer");
         writer.setDaemon(true);
+        started.accept(writer);
         writer.start();
-        RuntimeException failed = null;
         boolean exhausted = false;
         try {
             exhausted = read();
         } catch (InterruptedException e) {
-            // this node is stopping
-        } catch (RuntimeException e) {
-            failed = e; // PostgreSQL away, say: what is in flight is still written if it can be
-        }
-        toWrite.add(exhausted ? end : stop);
-        boolean interrupted = Thread.interrupted();
-        while (writer.isAlive()) {
-            try {
-                writer.join(STOP_WAIT.plusSeconds(1).toMillis());
-                if (!running.getAsBoolean() && writer.isAlive()) {
-                    LOG.warn("Routing of {} did not finish writing in time; its job is taken up when its lease ends",
-                            notification.id());
-                    break;
-                }
-            } catch (InterruptedException e) {
-                interrupted = true;
-            }
-        }
-        if (interrupted) {
-            Thread.currentThread().interrupt();
-        }
-        if (failed != null) {
-            throw failed;
+            Thread.currentThread().interrupt(); // this node is stopping
+        } finally {
+            toWrite.add(exhausted ? end : stop);
         }
     }
 
@@ -237,12 +225,16 @@ final class FanOut {
             }
         }
         chunk.expect(outgoing.size());
-        int sent = pushes.sendUnwritten(notification, outgoing, chunk::settle, () -> !lost && running.getAsBoolean());
-        if (sent == outgoing.size()) {
-            chunk.sent();
-        } else {
-            // stopping: the chunk never completes, and the job is left at the chunk before it
-            chunk.abandoned = true;
+        int sent = 0;
+        try {
+            sent = pushes.sendUnwritten(plan, outgoing, chunk::settle, () -> !lost && running.getAsBoolean());
+        } finally {
+            if (sent == outgoing.size()) {
+                chunk.sent();
+            } else {
+                // stopping: the chunk never completes, and the job is left at the chunk before it
+                chunk.abandoned = true;
+            }
         }
         return !chunk.abandoned;
     }
@@ -250,7 +242,7 @@ final class FanOut {
     /** The writer: each chunk in order once complete, then the end of the job or its hand-over. */
     private void writeLoop() {
         try {
-            while (true) {
+            while (!lost) {
                 Chunk next = toWrite.poll(lease.toMillis() / 6, TimeUnit.MILLISECONDS);
                 if (next == null) {
                     renewIfDue();
@@ -261,34 +253,30 @@ final class FanOut {
                     handOn();
                     return;
                 } else if (!awaitComplete(next)) {
-                    handOn(); // stopping, and the chunk's outcomes are not all in: it is sent again
+                    if (!lost) {
+                        handOn(); // stopping, and the chunk's outcomes are not all in: it is sent again
+                    }
                     return;
                 } else if (write(next)) {
                     room.release();
-                } else {
-                    return;
-                }
-                if (lost) {
-                    return;
                 }
             }
         } catch (InterruptedException e) {
-            lost = true;
+            Thread.currentThread().interrupt();
         } catch (RuntimeException e) {
             LOG.warn("Routing of {} stopped: {}; its job is taken up again when its lease ends", notification.id(),
                     e.toString());
-            lost = true;
         } finally {
-            room.release(Integer.MAX_VALUE / 2); // the reader never waits for a writer that is gone
+            lost = true; // the reader stops, if it still reads
+            room.release(Integer.MAX_VALUE / 2); // and never waits for room again
         }
     }
 
-    /** Waits for a chunk's outcomes, keeping the job's lease; false when this node stops first. */
+    /** Waits for a chunk's outcomes, keeping the job's lease; false when this node stops first (or the job went). */
     private boolean awaitComplete(Chunk chunk) throws InterruptedException {
-        long stopBy = Long.MAX_VALUE;
         while (true) {
             try {
-                chunk.complete.get(Math.min(lease.toMillis() / 6, 200), TimeUnit.MILLISECONDS);
+                chunk.complete.get(200, TimeUnit.MILLISECONDS);
                 return true;
             } catch (java.util.concurrent.TimeoutException e) {
                 if (chunk.abandoned) {
@@ -299,8 +287,11 @@ final class FanOut {
                     return false;
                 }
                 if (!running.getAsBoolean()) {
-                    stopBy = Math.min(stopBy, System.nanoTime() + STOP_WAIT.toNanos());
-                    if (System.nanoTime() > stopBy) {
+                    // stopping: a few seconds for everything in flight, not for each chunk
+                    if (stopBy == 0) {
+                        stopBy = System.nanoTime() + STOP_WAIT.toNanos();
+                    }
+                    if (System.nanoTime() - stopBy > 0) {
                         return false;
                     }
                 }
@@ -315,9 +306,15 @@ final class FanOut {
      * write that fails (PostgreSQL away) is tried again while the lease lasts.
      */
     private boolean write(Chunk chunk) throws InterruptedException {
+        boolean uncertain = false;
         while (true) {
             try {
                 Instant now = clock.instant();
+                if (uncertain && chunk.cursor.equals(transactions.executeRead(s -> store.jobCursor(job)).orElse(null))) {
+                    // the failure came after the commit (its answer was lost): the chunk is written
+                    written(chunk, now);
+                    return true;
+                }
                 boolean mine = transactions.executeWrite(status -> {
                     if (!store.advanceJob(job, chunk.cursor, now.plus(lease))) {
                         status.setRollbackOnly();
@@ -332,23 +329,36 @@ final class FanOut {
                     lostJob();
                     return false;
                 }
-                renewedAt = now;
-                written = chunk.cursor;
-                pushes.count(chunk.settled);
-                try {
-                    pushes.clearDead(chunk.dead, now);
-                } catch (RuntimeException e) {
-                    LOG.warn("Could not clear {} dead tokens: {}", chunk.dead.size(), e.toString());
-                }
+                written(chunk, now);
                 return true;
             } catch (RuntimeException e) {
-                if (Duration.between(renewedAt, clock.instant()).compareTo(lease.dividedBy(2)) > 0) {
-                    throw e; // the lease is ending: another node takes the job from its last chunk written
-                }
-                LOG.warn("Writing a chunk of {} failed; retrying shortly: {}", notification.id(), e.toString());
-                TimeUnit.SECONDS.sleep(1); // a pause before trying PostgreSQL again, on the writer's own thread
+                pauseOrGiveUp("Writing a chunk", e);
+                uncertain = true;
             }
         }
+    }
+
+    private void written(Chunk chunk, Instant now) {
+        renewedAt = now;
+        written = chunk.cursor;
+        pushes.count(chunk.settled);
+        try {
+            pushes.clearDead(chunk.dead, now);
+        } catch (RuntimeException e) {
+            LOG.warn("Could not clear {} dead tokens: {}", chunk.dead.size(), e.toString());
+        }
+    }
+
+    /**
+     * After a failed write of the job (PostgreSQL away, say): a pause before the next try, or, once half
+     * the lease passed since the last write, the failure (another node takes the job from there).
+     */
+    private void pauseOrGiveUp(String what, RuntimeException failure) throws InterruptedException {
+        if (Duration.between(renewedAt, clock.instant()).compareTo(lease.dividedBy(2)) > 0) {
+            throw failure;
+        }
+        LOG.warn("{} of {} failed; retrying shortly: {}", what, notification.id(), failure.toString());
+        TimeUnit.SECONDS.sleep(1); // on the writer's own thread
     }
 
     private void lostJob() {
@@ -357,16 +367,23 @@ final class FanOut {
     }
 
     /** Ends the job: every chunk was written. */
-    private void end() {
-        boolean mine = transactions.executeWrite(status -> {
-            if (!store.deleteJob(job)) {
-                return false;
+    private void end() throws InterruptedException {
+        while (true) {
+            try {
+                boolean mine = transactions.executeWrite(status -> {
+                    if (!store.deleteJob(job)) {
+                        return false;
+                    }
+                    notifications.markRouted(notification.id());
+                    return true;
+                });
+                if (!mine) {
+                    lostJob(); // or it was ended by a try whose commit's answer was lost
+                }
+                return;
+            } catch (RuntimeException e) {
+                pauseOrGiveUp("Ending the routing", e);
             }
-            notifications.markRouted(notification.id());
-            return true;
-        });
-        if (!mine) {
-            lostJob();
         }
     }
 
@@ -388,10 +405,17 @@ final class FanOut {
             return;
         }
         String at = written;
-        if (transactions.executeWrite(s -> store.advanceJob(job, at, now.plus(lease)))) {
-            renewedAt = now;
-        } else {
-            lostJob();
+        try {
+            if (transactions.executeWrite(s -> store.advanceJob(job, at, now.plus(lease)))) {
+                renewedAt = now;
+            } else {
+                lostJob();
+            }
+        } catch (RuntimeException e) {
+            if (Duration.between(renewedAt, now).compareTo(lease.dividedBy(2)) > 0) {
+                throw e;
+            }
+            LOG.warn("Renewing the routing of {} failed; trying again shortly: {}", notification.id(), e.toString());
         }
     }
 }

@@ -222,6 +222,11 @@ public class PushWorker implements AutoCloseable {
         return maxInFlight;
     }
 
+    /** A notification this node is sending, with its push content per locale built once. */
+    NotificationPlans.Plan plan(StoredNotification notification) {
+        return plans.remember(notification);
+    }
+
     /** Ids for pushes sent before their delivery exists: negative, unique on this node (see {@link #sendUnwritten}). */
     private final java.util.concurrent.atomic.AtomicLong unwrittenIds = new java.util.concurrent.atomic.AtomicLong();
 
@@ -238,10 +243,9 @@ public class PushWorker implements AutoCloseable {
      * says so (a router's thread, kept to the pace the gateways take). Answers how many were sent:
      * fewer than all only when it stopped trying.
      */
-    int sendUnwritten(StoredNotification notification, List<DeliveryStore.ClaimedPush> pushes,
+    int sendUnwritten(NotificationPlans.Plan plan, List<DeliveryStore.ClaimedPush> pushes,
                       java.util.function.BiConsumer<DeliveryStore.ClaimedPush, PushDispatcher.Settled> outcome,
                       java.util.function.BooleanSupplier keepTrying) {
-        NotificationPlans.Plan plan = plans.remember(notification);
         int sent = 0;
         while (sent < pushes.size() && running) {
             List<DeliveryStore.ClaimedPush> batch = pushes.subList(sent, Math.min(pushes.size(), sent + CLAIM_BATCH));

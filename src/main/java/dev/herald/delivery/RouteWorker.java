@@ -42,6 +42,8 @@ class RouteWorker implements AutoCloseable {
     private final Duration poll;
     private final int fanOutChunk;
     private final Thread thread;
+    /** The writers of fan-outs this node routed ({@link FanOut}), some still writing. */
+    private final java.util.Set<Thread> writers = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private volatile boolean running = true;
 
     RouteWorker(DeliveryStore store, NotificationStore notifications, Router router, PushWorker pushes,
@@ -112,8 +114,10 @@ class RouteWorker implements AutoCloseable {
             }
         }
         if (FanOut.applies(notification)) {
+            // its writer goes on writing the last outcomes while this thread goes on to the next job
+            writers.removeIf(w -> !w.isAlive());
             new FanOut(job, notification, store, notifications, pushes, transactions, clock, LEASE,
-                    fanOutChunk, pushes.inFlight(), () -> running).run();
+                    fanOutChunk, pushes.inFlight(), () -> running).run(writers::add);
             return;
         }
         String cursor = job.cursor();
@@ -156,6 +160,11 @@ class RouteWorker implements AutoCloseable {
         thread.interrupt();
         try {
             thread.join(TimeUnit.SECONDS.toMillis(5));
+            // fan-outs write what is in flight, then hand their jobs on (each within FanOut.STOP_WAIT)
+            long until = System.nanoTime() + FanOut.STOP_WAIT.plusSeconds(1).toNanos();
+            for (Thread writer : writers) {
+                writer.join(Math.max(1, TimeUnit.NANOSECONDS.toMillis(until - System.nanoTime())));
+            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }

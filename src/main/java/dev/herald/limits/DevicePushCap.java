@@ -56,7 +56,8 @@ public class DevicePushCap {
 
     /** The cap's own connection, opened on first use; one batch at a time goes through it. */
     private final Object pipeLock = new Object();
-    private Redis.Pipelined pipe;
+    private volatile Redis.Pipelined pipe;
+    private boolean closed;
     private final OncePerMinute warnings = new OncePerMinute();
     private volatile long skipUntil = System.nanoTime();
 
@@ -91,11 +92,13 @@ public class DevicePushCap {
         }
         try {
             Map<List<Counted>, CompletableFuture<Long>> counts = new LinkedHashMap<>();
+            Redis.Pipelined connection = pipe;
+            if (connection == null) {
+                // outside the lock: a Redis that does not answer holds up this batch only
+                connection = connected(redis.connectPipelined());
+            }
             synchronized (pipeLock) {
-                if (pipe == null) {
-                    pipe = redis.connectPipelined(); // reconnected by lettuce after a loss, as every connection
-                }
-                var async = pipe.async();
+                var async = connection.async();
                 Set<String> keys = new HashSet<>();
                 byDevice.forEach((device, devicePushes) -> {
                     counts.put(devicePushes, async.hincrby(device.key(), device.installationId(), devicePushes.size())
@@ -104,7 +107,7 @@ public class DevicePushCap {
                 });
                 // set again with every batch: a minute's counters outlive their minute
                 keys.forEach(key -> async.expire(key, TTL_SECONDS));
-                pipe.flush();
+                connection.flush();
             }
             CompletableFuture.allOf(counts.values().toArray(CompletableFuture[]::new))
                     .get(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS);
@@ -132,9 +135,25 @@ public class DevicePushCap {
         }
     }
 
+    /** Keeps the first connection made (reconnected by lettuce after a loss, as every connection); closes others. */
+    private Redis.Pipelined connected(Redis.Pipelined made) {
+        synchronized (pipeLock) {
+            if (pipe == null && !closed) {
+                pipe = made;
+                return made;
+            }
+        }
+        made.close();
+        if (pipe == null) {
+            throw new IllegalStateException("closed");
+        }
+        return pipe;
+    }
+
     @jakarta.annotation.PreDestroy
     void close() {
         synchronized (pipeLock) {
+            closed = true;
             if (pipe != null) {
                 pipe.close();
             }

@@ -55,6 +55,12 @@ class ReceiptController {
         String notificationId = node.get("notificationId").asText();
         boolean opened = "opened".equals(node.get("event").asText());
         boolean known = deliveries.receipt(notificationId, user.userId(), installationId, opened, clock.instant());
+        if (known && installationId != null && deliveries.stillRouting(notificationId)
+                && !deliveries.hasPush(notificationId, user.userId(), installationId)) {
+            // a fan-out writes each delivery once its push was sent: this device's may be moments away
+            // (what the receipt changed for the user's other deliveries is rolled back with the answer)
+            throw ApiException.notWrittenYet("This notification's delivery");
+        }
         if (!known) {
             if (deliveries.shownNotStored(notificationId, user.userId())) {
                 throw ApiException.notStoredYet("This notification");

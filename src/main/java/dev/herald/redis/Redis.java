@@ -86,11 +86,14 @@ public final class Redis implements AutoCloseable {
         }
     }
 
-    /** A new {@link Pipelined} connection; the caller closes it. */
+    /**
+     * A new {@link Pipelined} connection; the caller closes it. On a Cluster its commands go out as they
+     * come (lettuce opens a node's connection on its first command, and a command queued for one not yet
+     * open would wait for the next flush; redirected commands too).
+     */
     public Pipelined connectPipelined() {
         if (cluster != null) {
             var c = cluster.connect();
-            c.setAutoFlushCommands(false);
             return new Pipelined(c, c.async());
         }
         var c = single.connect();

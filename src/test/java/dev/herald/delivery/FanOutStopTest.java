@@ -73,7 +73,8 @@ class FanOutStopTest extends GatewayTest {
         // chunks of 4, at most three out at once (the mock holds what reaches it: the rest wait in pushy)
         FanOut node = new FanOut(new DeliveryStore.Job(jobId, id, "", 0), notification, store, notifications, pushes,
                 transactions, clock, Duration.ofMinutes(1), 4, 4, running::get);
-        Thread thread = new Thread(node::run, "node-under-test");
+        List<Thread> writers = new java.util.concurrent.CopyOnWriteArrayList<>();
+        Thread thread = new Thread(() -> node.run(writers::add), "node-under-test");
         thread.start();
         long stoppedAt;
         try {
@@ -85,6 +86,9 @@ class FanOutStopTest extends GatewayTest {
         }
         thread.join(TimeUnit.SECONDS.toMillis(10));
         assertThat(thread.isAlive()).isFalse();
+        assertThat(writers).hasSize(1);
+        writers.get(0).join(TimeUnit.SECONDS.toMillis(10));
+        assertThat(writers.get(0).isAlive()).as("the writer hands the job on within seconds").isFalse();
 
         await().atMost(Duration.ofSeconds(20)).until(() -> "done".equals(
                 api.get("/v1/notifications/" + id, tenant.key()).json().path("status").asText()));

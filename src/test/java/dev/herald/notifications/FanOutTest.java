@@ -195,6 +195,11 @@ class FanOutTest extends GatewayTest {
             id = send(Map.of("to", Map.of("tags", List.of(tag)), "title", "Held"));
             await().atMost(DEADLINE).until(() -> held.waiting() >= 1);
 
+            JsonNode inFlight = api.get("/v1/notifications/" + id, tenant.key()).json();
+            assertThat(inFlight.path("deliveries").path("items")).as("written with their outcomes, not before")
+                    .isEmpty();
+            assertThat(inFlight.path("status").asText()).isEqualTo("routing");
+
             Api.Response early = api.post("/v1/receipts", tenant.userToken(),
                     Map.of("notificationId", id, "installationId", installation, "event", "received"));
             assertThat(early.status()).as(early.toString()).isEqualTo(503);
@@ -209,5 +214,28 @@ class FanOutTest extends GatewayTest {
                 Map.of("notificationId", id, "installationId", installation, "event", "received")).status()).isEqualTo(204);
         JsonNode d = byInstallation(api.get("/v1/notifications/" + id, tenant.key()).json()).get(installation);
         assertThat(d.path("status").asText()).isEqualTo("delivered");
+    }
+
+    @Test
+    void aReceiptForOneDeviceWaitsForItsOwnDeliveryWhileAnotherOfTheUsersIsWritten() {
+        String tag = "two-" + apnsToken().substring(0, 8);
+        String phone = register(tag + "-a", tagged(iosDevice(tenant.app(), apnsToken()), tag));
+        String tablet = register(tag + "-b", tagged(iosDevice(tenant.app(), apnsToken()), tag));
+        // mid fan-out, as a node leaves it when the phone's chunk is written and the tablet's is not
+        String id = send(Map.of("to", Map.of("tags", List.of(tag)), "title", "Two devices",
+                "sendAt", Instant.now().plusSeconds(3600).toString()));
+        assertThat(sql.update("UPDATE notifications SET status = 'routing' WHERE id = ?", id)).isEqualTo(1);
+        assertThat(sql.update("""
+                INSERT INTO deliveries (notification_id, user_id, installation_id, channel, status, attempts, updated_at)
+                VALUES (?, ?, ?, 'push', 'sent', 1, now())""", id, tenant.userId(), phone)).isEqualTo(1);
+
+        Api.Response forTablet = api.post("/v1/receipts", tenant.userToken(),
+                Map.of("notificationId", id, "installationId", tablet, "event", "received"));
+        assertThat(forTablet.status()).as(forTablet.toString()).isEqualTo(503);
+        assertThat(forTablet.headers().firstValue("Retry-After")).contains("1");
+        assertThat(api.post("/v1/receipts", tenant.userToken(),
+                Map.of("notificationId", id, "installationId", phone, "event", "received")).status()).isEqualTo(204);
+        assertThat(sql.string("SELECT status FROM deliveries WHERE notification_id = ? AND installation_id = ?", id, phone))
+                .isEqualTo("delivered");
     }
 }

@@ -89,7 +89,7 @@ class RedisClusterTest extends GatewayTest {
     void thePerDeviceCapCountsOnACluster() {
         assertThat(api.patch("/v1/apps/" + tenant.app(), Fixtures.ADMIN_KEY,
                 Map.of("limits", Map.of("devicePushesPerMinute", 2))).status()).isEqualTo(200);
-        // devices whose counters hash to different slots, on different nodes of the cluster
+        // three devices, counted in whichever of the hashes (and cluster nodes) their ids fall
         Map<String, String> tokens = new HashMap<>();
         for (int i = 0; i < 3; i++) {
             String installation = "capped-" + i + "-" + tenant.userId();
