@@ -59,21 +59,6 @@ class LiveStreamTest extends GatewayTest {
         }
     }
 
-    private String send(Map<String, Object> body) {
-        Api.Response accepted = api.post("/v1/notifications", tenant.key(), body);
-        assertThat(accepted.status()).as(accepted.toString()).isEqualTo(202);
-        return accepted.json().path("id").asText();
-    }
-
-    private JsonNode awaitDone(String id) {
-        JsonNode[] last = new JsonNode[1];
-        await().atMost(DEADLINE).untilAsserted(() -> {
-            last[0] = api.get("/v1/notifications/" + id + "?limit=100", tenant.key()).json();
-            assertThat(last[0].path("status").asText()).as(last[0].toString()).isEqualTo("done");
-        });
-        return last[0];
-    }
-
     private static JsonNode delivery(JsonNode status, String channel) {
         for (JsonNode d : status.path("deliveries").path("items")) {
             if (channel.equals(d.path("channel").asText())) {
@@ -111,7 +96,7 @@ class LiveStreamTest extends GatewayTest {
             assertThat(here.path("present").asBoolean()).isTrue();
             assertThat(here.path("connections").asLong()).isEqualTo(1);
 
-            String id = send(toUser(tenant.userId(), "Live one"));
+            String id = sendNotification(toUser(tenant.userId(), "Live one"));
             SseStream.Event event = stream.next("notification");
             JsonNode item = event.json();
             assertThat(item.path("notificationId").asText()).isEqualTo(id);
@@ -136,7 +121,7 @@ class LiveStreamTest extends GatewayTest {
         await().atMost(DEADLINE).untilAsserted(() -> assertThat(presence(tenant.userId()).path("present").asBoolean())
                 .as("a stream closed cleanly stops counting at once").isFalse());
         assertThat(presence(tenant.userId()).path("lastSeenAt").asText()).isNotBlank();
-        String missed = send(toUser(tenant.userId(), "While away"));
+        String missed = sendNotification(toUser(tenant.userId(), "While away"));
         JsonNode away = awaitDone(missed);
         assertThat(delivery(away, "live").path("reason").asText()).isEqualTo("away");
         assertThat(delivery(away, "push").path("status").asText()).isEqualTo("sent");
@@ -178,7 +163,7 @@ class LiveStreamTest extends GatewayTest {
             assertThat(presence(tenant.userId()).path("connections").asLong()).isEqualTo(2);
             await().atMost(DEADLINE).until(() -> openStreams() == 2);
 
-            String id = send(toUser(tenant.userId(), "Twice"));
+            String id = sendNotification(toUser(tenant.userId(), "Twice"));
             SseStream.Event one = direct.next("notification");
             assertThat(one.json().path("notificationId").asText()).isEqualTo(id);
             assertThat(micronaut.next("notification")).isEqualTo(one);
@@ -249,7 +234,7 @@ class LiveStreamTest extends GatewayTest {
             big.put("data", Map.of("pad", "x".repeat(2_500)));
             // nothing is read: the events pile up at the server once the connection's buffers are full
             await().atMost(DEADLINE).pollInterval(Duration.ofMillis(50)).until(() -> {
-                send(big);
+                sendNotification(big);
                 return !presence(tenant.userId()).path("present").asBoolean();
             });
             await().atMost(DEADLINE).until(() -> openStreams() == 0);
@@ -327,7 +312,7 @@ class LiveStreamTest extends GatewayTest {
             stream.next("unread");
 
             // acknowledged: no push
-            String acked = send(toUser(tenant.userId(), "Acked"));
+            String acked = sendNotification(toUser(tenant.userId(), "Acked"));
             assertThat(stream.next("notification").json().path("notificationId").asText()).isEqualTo(acked);
             assertThat(api.post("/v1/receipts", tenant.userToken(), Map.of("notificationId", acked, "event", "received"))
                     .status()).isEqualTo(204);
@@ -337,7 +322,7 @@ class LiveStreamTest extends GatewayTest {
             assertThat(delivery(done, "live").path("status").asText()).isEqualTo("delivered");
 
             // not acknowledged within the timeout: the push goes out as if the user were away
-            String ignored = send(toUser(tenant.userId(), "Ignored"));
+            String ignored = sendNotification(toUser(tenant.userId(), "Ignored"));
             assertThat(stream.next("notification").json().path("notificationId").asText()).isEqualTo(ignored);
             JsonNode pushed = awaitDone(ignored);
             assertThat(delivery(pushed, "push").path("status").asText()).isEqualTo("sent");

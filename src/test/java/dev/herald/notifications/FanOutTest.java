@@ -51,21 +51,6 @@ class FanOutTest extends GatewayTest {
         return device;
     }
 
-    private String send(Map<String, Object> body) {
-        Api.Response accepted = api.post("/v1/notifications", tenant.key(), body);
-        assertThat(accepted.status()).as(accepted.toString()).isEqualTo(202);
-        return accepted.json().path("id").asText();
-    }
-
-    private JsonNode awaitDone(String id) {
-        JsonNode[] last = new JsonNode[1];
-        await().atMost(DEADLINE).untilAsserted(() -> {
-            last[0] = api.get("/v1/notifications/" + id + "?limit=100", tenant.key()).json();
-            assertThat(last[0].path("status").asText()).as(last[0].toString()).isEqualTo("done");
-        });
-        return last[0];
-    }
-
     /** Each delivery of the notification by installation id; fails on a second one for an installation. */
     private static Map<String, JsonNode> byInstallation(JsonNode status) {
         Map<String, JsonNode> found = new HashMap<>();
@@ -100,7 +85,7 @@ class FanOutTest extends GatewayTest {
         String throttled = tag + "-android-1";
         fcm.answer(androidTokens.get(throttled), FakeFcm.Answer.quotaExceeded("1"));
 
-        String id = send(Map.of("to", Map.of("tags", List.of(tag)), "title", "Sale"));
+        String id = sendNotification(Map.of("to", Map.of("tags", List.of(tag)), "title", "Sale"));
         await().atMost(DEADLINE).until(() -> fcmSendsTo(androidTokens.get(throttled)) >= 1);
         fcm.answer(androidTokens.get(throttled), FakeFcm.Answer.ok());
         JsonNode status = awaitDone(id);
@@ -153,7 +138,7 @@ class FanOutTest extends GatewayTest {
             installations.add(prefix + "-unknown-" + i);
         }
 
-        JsonNode status = awaitDone(send(Map.of("to", Map.of("devices", installations), "title", "Hello")));
+        JsonNode status = awaitDone(sendNotification(Map.of("to", Map.of("devices", installations), "title", "Hello")));
 
         assertThat(status.path("counts").path("sent").asInt()).as(status.toString()).isEqualTo(6);
         assertThat(byInstallation(status).keySet()).containsExactlyInAnyOrderElementsOf(tokens.keySet());
@@ -170,7 +155,7 @@ class FanOutTest extends GatewayTest {
             tokens.add(token);
         }
         // held until later; then, as a node that died after writing the chunks up to device 3 left it
-        String id = send(Map.of("to", Map.of("tags", List.of(tag)), "title", "Resumed",
+        String id = sendNotification(Map.of("to", Map.of("tags", List.of(tag)), "title", "Resumed",
                 "sendAt", Instant.now().plusSeconds(3600).toString()));
         assertThat(sql.update("UPDATE notifications SET status = 'routing' WHERE id = ?", id)).isEqualTo(1);
         assertThat(sql.update("UPDATE jobs SET cursor = ?, run_at = now() WHERE notification_id = ?", tag + "-3", id))
@@ -192,7 +177,7 @@ class FanOutTest extends GatewayTest {
         MockApns.Gate held = apns.hold();
         String id;
         try {
-            id = send(Map.of("to", Map.of("tags", List.of(tag)), "title", "Held"));
+            id = sendNotification(Map.of("to", Map.of("tags", List.of(tag)), "title", "Held"));
             await().atMost(DEADLINE).until(() -> held.waiting() >= 1);
 
             JsonNode inFlight = api.get("/v1/notifications/" + id, tenant.key()).json();
@@ -222,7 +207,7 @@ class FanOutTest extends GatewayTest {
         String phone = register(tag + "-a", tagged(iosDevice(tenant.app(), apnsToken()), tag));
         String tablet = register(tag + "-b", tagged(iosDevice(tenant.app(), apnsToken()), tag));
         // mid fan-out, as a node leaves it when the phone's chunk is written and the tablet's is not
-        String id = send(Map.of("to", Map.of("tags", List.of(tag)), "title", "Two devices",
+        String id = sendNotification(Map.of("to", Map.of("tags", List.of(tag)), "title", "Two devices",
                 "sendAt", Instant.now().plusSeconds(3600).toString()));
         assertThat(sql.update("UPDATE notifications SET status = 'routing' WHERE id = ?", id)).isEqualTo(1);
         assertThat(sql.update("""

@@ -45,12 +45,6 @@ class PushDeliveryTest extends GatewayTest {
         return installationId;
     }
 
-    private String send(Map<String, Object> body) {
-        Api.Response accepted = api.post("/v1/notifications", tenant.key(), body);
-        assertThat(accepted.status()).as(accepted.toString()).isEqualTo(202);
-        return accepted.json().path("id").asText();
-    }
-
     private JsonNode awaitStatus(String id, String status) {
         JsonNode[] last = new JsonNode[1];
         await().atMost(DEADLINE).untilAsserted(() -> {
@@ -90,7 +84,7 @@ class PushDeliveryTest extends GatewayTest {
         body.put("data", Map.of("orderId", "42"));
         Instant before = Instant.now();
 
-        String id = send(body);
+        String id = sendNotification(body);
         JsonNode status = awaitStatus(id, "done");
 
         assertThat(status.path("counts").path("sent").asInt()).as("two pushes and the inbox item").isEqualTo(3);
@@ -130,7 +124,7 @@ class PushDeliveryTest extends GatewayTest {
         String iosToken = apnsToken();
         String installation = register("metrics-" + iosToken.substring(0, 8), iosDevice(tenant.app(), iosToken));
 
-        awaitStatus(send(Map.of("to", Map.of("devices", List.of(installation)), "title", "Counted")), "done");
+        awaitStatus(sendNotification(Map.of("to", Map.of("devices", List.of(installation)), "title", "Counted")), "done");
         String metrics = api.get("/metrics", null).body();
 
         assertThat(metrics).containsPattern("herald_push_results_total\\{[^}]*app=\"" + tenant.app()
@@ -146,7 +140,7 @@ class PushDeliveryTest extends GatewayTest {
         String iosToken = apnsToken();
         register("ios-" + iosToken.substring(0, 8), iosDevice(tenant.app(), iosToken));
 
-        String id = send(Map.of("to", Map.of("devices", List.of("ios-" + iosToken.substring(0, 8))),
+        String id = sendNotification(Map.of("to", Map.of("devices", List.of("ios-" + iosToken.substring(0, 8))),
                 "data", Map.of("sync", "inbox"), "priority", "high"));
         JsonNode status = awaitStatus(id, "done");
 
@@ -170,7 +164,7 @@ class PushDeliveryTest extends GatewayTest {
         apns.answer(dead, MockApns.Answer.unregistered(Instant.now().plusSeconds(5)));
         fcm.answer(deadAndroid, FakeFcm.Answer.unregistered());
 
-        JsonNode first = awaitStatus(send(Map.of("to", Map.of("users", List.of(tenant.userId())), "title", "One")), "done");
+        JsonNode first = awaitStatus(sendNotification(Map.of("to", Map.of("users", List.of(tenant.userId())), "title", "One")), "done");
         assertThat(delivery(first, installation).path("status").asText()).isEqualTo("failed");
         assertThat(delivery(first, installation).path("reason").asText()).isEqualTo("Unregistered");
         assertThat(delivery(first, androidInstallation).path("reason").asText()).isEqualTo("UNREGISTERED");
@@ -178,7 +172,7 @@ class PushDeliveryTest extends GatewayTest {
                 assertThat(sql.count("SELECT count(*) FROM devices WHERE installation_id IN (?, ?) AND push_token IS NULL",
                         installation, androidInstallation)).isEqualTo(2L));
 
-        JsonNode second = awaitStatus(send(Map.of("to", Map.of("users", List.of(tenant.userId())), "title", "Two")), "done");
+        JsonNode second = awaitStatus(sendNotification(Map.of("to", Map.of("users", List.of(tenant.userId())), "title", "Two")), "done");
         assertThat(delivery(second, installation).path("status").asText()).isEqualTo("failed");
         assertThat(delivery(second, installation).path("reason").asText()).isEqualTo("no_token");
         assertThat(apns.receivedFor(dead)).hasSize(1);
@@ -191,7 +185,7 @@ class PushDeliveryTest extends GatewayTest {
         String installation = register("again-" + token.substring(0, 8), iosDevice(tenant.app(), token));
         apns.answer(token, MockApns.Answer.unregistered(Instant.now().minus(1, ChronoUnit.HOURS)));
 
-        JsonNode status = awaitStatus(send(Map.of("to", Map.of("devices", List.of(installation)), "title", "Hi")), "done");
+        JsonNode status = awaitStatus(sendNotification(Map.of("to", Map.of("devices", List.of(installation)), "title", "Hi")), "done");
 
         assertThat(delivery(status, installation).path("reason").asText()).isEqualTo("Unregistered");
         assertThat(sql.count("SELECT count(*) FROM devices WHERE installation_id = ? AND push_token = ?", installation, token))
@@ -204,7 +198,7 @@ class PushDeliveryTest extends GatewayTest {
         String installation = register("bad-" + token.substring(0, 8), iosDevice(tenant.app(), token));
         apns.answer(token, MockApns.Answer.reject(RejectionReason.BAD_TOPIC));
 
-        JsonNode status = awaitStatus(send(Map.of("to", Map.of("devices", List.of(installation)), "title", "Hi")), "done");
+        JsonNode status = awaitStatus(sendNotification(Map.of("to", Map.of("devices", List.of(installation)), "title", "Hi")), "done");
 
         JsonNode d = delivery(status, installation);
         assertThat(d.path("status").asText()).isEqualTo("failed");
@@ -219,7 +213,7 @@ class PushDeliveryTest extends GatewayTest {
         String installation = register("busy-" + apnsToken().substring(0, 8), androidDevice(tenant.app(), token));
         fcm.answer(token, FakeFcm.Answer.quotaExceeded("1"));
 
-        String id = send(Map.of("to", Map.of("devices", List.of(installation)), "title", "Hi"));
+        String id = sendNotification(Map.of("to", Map.of("devices", List.of(installation)), "title", "Hi"));
         await().atMost(DEADLINE).until(() -> fcm.sends().stream().filter(s -> token.equals(s.message().path("token").asText())).count() >= 1);
         JsonNode queued = api.get("/v1/notifications/" + id, tenant.key()).json();
         assertThat(queued.path("status").asText()).isEqualTo("routing");
@@ -276,7 +270,7 @@ class PushDeliveryTest extends GatewayTest {
 
     @Test
     void userWithoutDevicesGetsASuppressedPush() {
-        String id = send(Map.of("to", Map.of("users", List.of("nobody-" + apnsToken().substring(0, 8))), "title", "Hi",
+        String id = sendNotification(Map.of("to", Map.of("users", List.of("nobody-" + apnsToken().substring(0, 8))), "title", "Hi",
                 "channels", List.of("push")));
         JsonNode status = awaitStatus(id, "done");
 
@@ -295,7 +289,7 @@ class PushDeliveryTest extends GatewayTest {
         apns.stop();
         String id;
         try {
-            id = send(Map.of("to", Map.of("devices", List.of(installation)), "title", "During the outage"));
+            id = sendNotification(Map.of("to", Map.of("devices", List.of(installation)), "title", "During the outage"));
             await().atMost(DEADLINE).untilAsserted(() -> {
                 JsonNode d = delivery(api.get("/v1/notifications/" + id, tenant.key()).json(), installation);
                 assertThat(d.path("status").asText()).isEqualTo("queued");
@@ -317,7 +311,7 @@ class PushDeliveryTest extends GatewayTest {
         String installation = register("ttl-" + apnsToken().substring(0, 8), androidDevice(tenant.app(), token));
         fcm.answer(token, FakeFcm.Answer.unavailable(null));
 
-        JsonNode status = awaitStatus(send(Map.of("to", Map.of("devices", List.of(installation)), "title", "Soon stale",
+        JsonNode status = awaitStatus(sendNotification(Map.of("to", Map.of("devices", List.of(installation)), "title", "Soon stale",
                 "ttlSeconds", 2)), "done");
 
         JsonNode d = delivery(status, installation);
@@ -330,7 +324,7 @@ class PushDeliveryTest extends GatewayTest {
         String token = apnsToken();
         String installation = register("now-" + token.substring(0, 8), iosDevice(tenant.app(), token));
 
-        JsonNode status = awaitStatus(send(Map.of("to", Map.of("devices", List.of(installation)), "title", "Now or never",
+        JsonNode status = awaitStatus(sendNotification(Map.of("to", Map.of("devices", List.of(installation)), "title", "Now or never",
                 "ttlSeconds", 0)), "done");
 
         assertThat(delivery(status, installation).path("status").asText()).isEqualTo("sent");
@@ -359,7 +353,7 @@ class PushDeliveryTest extends GatewayTest {
         String installation = register("nocreds-" + token.substring(0, 8), iosDevice(tenant.app(), token));
         api.patch("/v1/apps/" + tenant.app(), Fixtures.ADMIN_KEY, java.util.Collections.singletonMap("apns", null));
 
-        JsonNode status = awaitStatus(send(Map.of("to", Map.of("devices", List.of(installation)), "title", "Hi")), "done");
+        JsonNode status = awaitStatus(sendNotification(Map.of("to", Map.of("devices", List.of(installation)), "title", "Hi")), "done");
 
         JsonNode d = delivery(status, installation);
         assertThat(d.path("status").asText()).isEqualTo("suppressed");

@@ -1,14 +1,17 @@
 package dev.herald.support;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import io.micronaut.test.support.TestPropertyProvider;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.TestInstance;
 
+import java.time.Duration;
 import java.util.HashMap;
 import java.util.Map;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 /**
  * Base of the tests that deliver: pushy's {@code MockApnsServer} (TLS, token auth checked) and a loopback
@@ -65,5 +68,22 @@ public abstract class GatewayTest extends HeraldTest implements TestPropertyProv
         Map<String, Object> fcmBlock = Map.of("serviceAccount", Fixtures.serviceAccount("herald-test", fcm.tokenUri()));
         Api.Response patched = api.patch("/v1/apps/" + app, Fixtures.ADMIN_KEY, Map.of("apns", apnsBlock, "fcm", fcmBlock));
         assertThat(patched.status()).as(patched.toString()).isEqualTo(200);
+    }
+
+    /** Posts a notification with the tenant's key; answers its id (a 202 asserted). */
+    protected String sendNotification(Map<String, Object> body) {
+        Api.Response accepted = api.post("/v1/notifications", tenant.key(), body);
+        assertThat(accepted.status()).as(accepted.toString()).isEqualTo(202);
+        return accepted.json().path("id").asText();
+    }
+
+    /** The notification (with its first 100 deliveries) once it is {@code done}, within 20 s. */
+    protected JsonNode awaitDone(String id) {
+        JsonNode[] last = new JsonNode[1];
+        await().atMost(Duration.ofSeconds(20)).untilAsserted(() -> {
+            last[0] = api.get("/v1/notifications/" + id + "?limit=100", tenant.key()).json();
+            assertThat(last[0].path("status").asText()).as(last[0].toString()).isEqualTo("done");
+        });
+        return last[0];
     }
 }
