@@ -763,11 +763,16 @@ public class DeliveryStore {
         });
     }
 
-    /** Whether the notification is being routed (sent, not scheduled): some of its deliveries may not exist yet. */
-    public boolean stillRouting(String notificationId) {
+    /**
+     * Whether the notification is a fan-out still being routed (a device or tag target with the push
+     * channel, see {@code FanOut}): some of its push deliveries may not be written yet.
+     */
+    public boolean fanningOut(String notificationId) {
         return jdbc.prepareStatement("""
                 SELECT EXISTS (SELECT 1 FROM jobs j JOIN notifications n ON n.id = j.notification_id
-                               WHERE j.notification_id = ? AND n.status = 'routing')""", ps -> {
+                               WHERE j.notification_id = ? AND n.status = 'routing'
+                                 AND (n.request->'to'->'tags' IS NOT NULL OR n.request->'to'->'devices' IS NOT NULL)
+                                 AND (n.request->'channels' IS NULL OR n.request->'channels' @> '["push"]'))""", ps -> {
             ps.setString(1, notificationId);
             try (ResultSet rs = ps.executeQuery()) {
                 return rs.next() && rs.getBoolean(1);

@@ -51,6 +51,8 @@ final class FanOut {
     private final Duration lease;
     private final int chunkSize;
     private final java.util.function.BooleanSupplier running;
+    /** Run once by the writer thread when it ends. */
+    private final Runnable ended;
     /** Chunks in the order they were read, then what ends the job's run: {@link #END} or {@link #STOP}. */
     private final BlockingQueue<Chunk> toWrite = new LinkedBlockingQueue<>();
     /** A permit per chunk that may be out (read and not yet written). */
@@ -60,6 +62,7 @@ final class FanOut {
     /** The writer's: when it last wrote the job (renewing its lease), and the cursor it wrote. */
     private Instant renewedAt;
     private String written;
+    private final dev.herald.ops.OncePerMinute renewWarnings = new dev.herald.ops.OncePerMinute();
     /** The writer's: when it gives up waiting for outcomes, once this node stops (0: not stopping yet). */
     private long stopBy;
     /** The notification's push content per locale, built once for the whole job. */
@@ -70,7 +73,7 @@ final class FanOut {
 
     FanOut(DeliveryStore.Job job, StoredNotification notification, DeliveryStore store, NotificationStore notifications,
            PushWorker pushes, TransactionOperations<Connection> transactions, Clock clock, Duration lease,
-           int chunkSize, int inFlight, java.util.function.BooleanSupplier running) {
+           int chunkSize, int inFlight, java.util.function.BooleanSupplier running, Runnable ended) {
         this.job = job;
         this.notification = notification;
         this.store = store;
@@ -83,6 +86,7 @@ final class FanOut {
         // enough chunks for every push in flight to be someone's, and one being read
         this.room = new Semaphore(Math.max(2, inFlight / chunkSize + 2));
         this.running = running;
+        this.ended = ended;
         this.renewedAt = clock.instant();
         this.written = job.cursor();
         this.plan = pushes.plan(notification);
@@ -269,11 +273,13 @@ final class FanOut {
         } finally {
             lost = true; // the reader stops, if it still reads
             room.release(Integer.MAX_VALUE / 2); // and never waits for room again
+            ended.run();
         }
     }
 
     /** Waits for a chunk's outcomes, keeping the job's lease; false when this node stops first (or the job went). */
     private boolean awaitComplete(Chunk chunk) throws InterruptedException {
+        long giveUp = System.nanoTime() + PushWorker.LEASE.toNanos();
         while (true) {
             try {
                 chunk.complete.get(200, TimeUnit.MILLISECONDS);
@@ -284,6 +290,12 @@ final class FanOut {
                 }
                 renewIfDue();
                 if (lost) {
+                    return false;
+                }
+                if (System.nanoTime() - giveUp > 0) {
+                    // every push has an outcome within its send deadline: this one never will
+                    LOG.warn("A chunk of {} has had pushes without an outcome for {}; handing the job on",
+                            notification.id(), PushWorker.LEASE);
                     return false;
                 }
                 if (!running.getAsBoolean()) {
@@ -306,15 +318,17 @@ final class FanOut {
      * write that fails (PostgreSQL away) is tried again while the lease lasts.
      */
     private boolean write(Chunk chunk) throws InterruptedException {
-        boolean uncertain = false;
+        Instant attempted = null;
         while (true) {
             try {
-                Instant now = clock.instant();
-                if (uncertain && chunk.cursor.equals(transactions.executeRead(s -> store.jobCursor(job)).orElse(null))) {
+                if (attempted != null
+                        && chunk.cursor.equals(transactions.executeRead(s -> store.jobCursor(job)).orElse(null))) {
                     // the failure came after the commit (its answer was lost): the chunk is written
-                    written(chunk, now);
+                    written(chunk, attempted);
                     return true;
                 }
+                Instant now = clock.instant();
+                attempted = now;
                 boolean mine = transactions.executeWrite(status -> {
                     if (!store.advanceJob(job, chunk.cursor, now.plus(lease))) {
                         status.setRollbackOnly();
@@ -333,7 +347,6 @@ final class FanOut {
                 return true;
             } catch (RuntimeException e) {
                 pauseOrGiveUp("Writing a chunk", e);
-                uncertain = true;
             }
         }
     }
@@ -415,7 +428,9 @@ final class FanOut {
             if (Duration.between(renewedAt, now).compareTo(lease.dividedBy(2)) > 0) {
                 throw e;
             }
-            LOG.warn("Renewing the routing of {} failed; trying again shortly: {}", notification.id(), e.toString());
+            if (renewWarnings.due()) {
+                LOG.warn("Renewing the routing of {} failed; trying again shortly: {}", notification.id(), e.toString());
+            }
         }
     }
 }

@@ -42,6 +42,13 @@ class RouteWorker implements AutoCloseable {
     private final Duration poll;
     private final int fanOutChunk;
     private final Thread thread;
+    /**
+     * Fan-outs writing at once, at most: the router goes on to its next job while a fan-out's writer
+     * waits for the last outcomes, but not past this many (a burst of small jobs while a gateway hangs
+     * would otherwise start a thread each).
+     */
+    static final int WRITERS = 16;
+    private final java.util.concurrent.Semaphore writerSlots = new java.util.concurrent.Semaphore(WRITERS);
     /** The writers of fan-outs this node routed ({@link FanOut}), some still writing. */
     private final java.util.Set<Thread> writers = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private volatile boolean running = true;
@@ -68,21 +75,32 @@ class RouteWorker implements AutoCloseable {
 
     private void loop() {
         while (running) {
+            java.util.concurrent.atomic.AtomicBoolean handedOn = new java.util.concurrent.atomic.AtomicBoolean();
             try {
-                // one at a time: a job claimed is a job started, its lease renewed with every chunk
-                List<DeliveryStore.Job> jobs = store.claimJobs(clock.instant(), LEASE, 1);
-                if (jobs.isEmpty()) {
-                    signals.router.await(poll);
+                // a job is claimed only when a fan-out could start writing it (see WRITERS)
+                if (!writerSlots.tryAcquire(poll.toMillis(), TimeUnit.MILLISECONDS)) {
                     continue;
                 }
-                Map<String, StoredNotification> byId = notifications.findAll(jobs.stream()
-                        .map(DeliveryStore.Job::notificationId).collect(Collectors.toSet()))
-                        .stream().collect(Collectors.toMap(StoredNotification::id, n -> n));
-                for (DeliveryStore.Job job : jobs) {
-                    if (!running) {
-                        return;
+                try {
+                    // one at a time: a job claimed is a job started, its lease renewed with every chunk
+                    List<DeliveryStore.Job> jobs = store.claimJobs(clock.instant(), LEASE, 1);
+                    if (jobs.isEmpty()) {
+                        signals.router.await(poll);
+                        continue;
                     }
-                    run(job, byId.get(job.notificationId()));
+                    Map<String, StoredNotification> byId = notifications.findAll(jobs.stream()
+                            .map(DeliveryStore.Job::notificationId).collect(Collectors.toSet()))
+                            .stream().collect(Collectors.toMap(StoredNotification::id, n -> n));
+                    for (DeliveryStore.Job job : jobs) {
+                        if (!running) {
+                            return;
+                        }
+                        run(job, byId.get(job.notificationId()), handedOn);
+                    }
+                } finally {
+                    if (!handedOn.get()) {
+                        writerSlots.release(); // else the fan-out's writer releases it when it ends
+                    }
                 }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
@@ -99,7 +117,9 @@ class RouteWorker implements AutoCloseable {
         }
     }
 
-    private void run(DeliveryStore.Job job, StoredNotification notification) {
+    /** Runs a job; a fan-out's writer takes this thread's writer slot ({@code handedOn} set). */
+    private void run(DeliveryStore.Job job, StoredNotification notification,
+                     java.util.concurrent.atomic.AtomicBoolean handedOn) {
         if (notification == null || "cancelled".equals(notification.status())) {
             transactions.executeWrite(status -> store.deleteJob(job));
             return;
@@ -117,7 +137,10 @@ class RouteWorker implements AutoCloseable {
             // its writer goes on writing the last outcomes while this thread goes on to the next job
             writers.removeIf(w -> !w.isAlive());
             new FanOut(job, notification, store, notifications, pushes, transactions, clock, LEASE,
-                    fanOutChunk, pushes.inFlight(), () -> running).run(writers::add);
+                    fanOutChunk, pushes.inFlight(), () -> running, writerSlots::release).run(writer -> {
+                        writers.add(writer);
+                        handedOn.set(true);
+                    });
             return;
         }
         String cursor = job.cursor();

@@ -54,9 +54,12 @@ public class DevicePushCap {
     private record Device(String key, String installationId) {
     }
 
-    /** The cap's own connection, opened on first use; one batch at a time goes through it. */
+    /**
+     * The cap's own connection, made on a thread of its own (first use, or again after a failure) so
+     * that no caller waits for it longer than {@link #REDIS_WAIT}; one batch at a time goes through it.
+     */
     private final Object pipeLock = new Object();
-    private volatile Redis.Pipelined pipe;
+    private CompletableFuture<Redis.Pipelined> pipe;
     private boolean closed;
     private final OncePerMinute warnings = new OncePerMinute();
     private volatile long skipUntil = System.nanoTime();
@@ -92,11 +95,7 @@ public class DevicePushCap {
         }
         try {
             Map<List<Counted>, CompletableFuture<Long>> counts = new LinkedHashMap<>();
-            Redis.Pipelined connection = pipe;
-            if (connection == null) {
-                // outside the lock: a Redis that does not answer holds up this batch only
-                connection = connected(redis.connectPipelined());
-            }
+            Redis.Pipelined connection = connection().get(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS);
             synchronized (pipeLock) {
                 var async = connection.async();
                 Set<String> keys = new HashSet<>();
@@ -135,19 +134,21 @@ public class DevicePushCap {
         }
     }
 
-    /** Keeps the first connection made (reconnected by lettuce after a loss, as every connection); closes others. */
-    private Redis.Pipelined connected(Redis.Pipelined made) {
+    /** The cap's connection, being made or made (reconnected by lettuce after a loss, as every connection). */
+    private CompletableFuture<Redis.Pipelined> connection() {
         synchronized (pipeLock) {
-            if (pipe == null && !closed) {
-                pipe = made;
-                return made;
+            if (closed) {
+                return CompletableFuture.failedFuture(new IllegalStateException("closed"));
             }
+            if (pipe == null || pipe.isCompletedExceptionally()) {
+                pipe = CompletableFuture.supplyAsync(redis::connectPipelined, task -> {
+                    Thread connecting = new Thread(task, "device-cap-connect");
+                    connecting.setDaemon(true);
+                    connecting.start();
+                });
+            }
+            return pipe;
         }
-        made.close();
-        if (pipe == null) {
-            throw new IllegalStateException("closed");
-        }
-        return pipe;
     }
 
     @jakarta.annotation.PreDestroy
@@ -155,7 +156,7 @@ public class DevicePushCap {
         synchronized (pipeLock) {
             closed = true;
             if (pipe != null) {
-                pipe.close();
+                pipe.thenAccept(Redis.Pipelined::close);
             }
         }
     }

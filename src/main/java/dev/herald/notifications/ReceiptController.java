@@ -55,7 +55,7 @@ class ReceiptController {
         String notificationId = node.get("notificationId").asText();
         boolean opened = "opened".equals(node.get("event").asText());
         boolean known = deliveries.receipt(notificationId, user.userId(), installationId, opened, clock.instant());
-        if (known && installationId != null && deliveries.stillRouting(notificationId)
+        if (known && installationId != null && deliveries.fanningOut(notificationId)
                 && !deliveries.hasPush(notificationId, user.userId(), installationId)) {
             // a fan-out writes each delivery once its push was sent: this device's may be moments away
             // (what the receipt changed for the user's other deliveries is rolled back with the answer)
@@ -65,7 +65,7 @@ class ReceiptController {
             if (deliveries.shownNotStored(notificationId, user.userId())) {
                 throw ApiException.notStoredYet("This notification");
             }
-            if (deliveries.stillRouting(notificationId)) {
+            if (deliveries.fanningOut(notificationId)) {
                 // a fan-out writes each delivery once its push was sent: this one may be moments away
                 throw ApiException.notWrittenYet("This notification's delivery");
             }

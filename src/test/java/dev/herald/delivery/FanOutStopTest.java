@@ -72,7 +72,7 @@ class FanOutStopTest extends GatewayTest {
         AtomicBoolean running = new AtomicBoolean(true);
         // chunks of 4, at most three out at once (the mock holds what reaches it: the rest wait in pushy)
         FanOut node = new FanOut(new DeliveryStore.Job(jobId, id, "", 0), notification, store, notifications, pushes,
-                transactions, clock, Duration.ofMinutes(1), 4, 4, running::get);
+                transactions, clock, Duration.ofMinutes(1), 4, 4, running::get, () -> { });
         List<Thread> writers = new java.util.concurrent.CopyOnWriteArrayList<>();
         Thread thread = new Thread(() -> node.run(writers::add), "node-under-test");
         thread.start();

@@ -223,4 +223,22 @@ class FanOutTest extends GatewayTest {
         assertThat(sql.string("SELECT status FROM deliveries WHERE notification_id = ? AND installation_id = ?", id, phone))
                 .isEqualTo("delivered");
     }
+
+    @Test
+    void aReceiptForAUserTargetStillRoutingIsNotHeldBack() {
+        String phone = register("user-" + apnsToken().substring(0, 8), iosDevice(tenant.app(), apnsToken()));
+        // a user target routed by a job (no fan-out): its chunks write the user's steps before any push
+        String id = sendNotification(Map.of("to", Map.of("users", List.of(tenant.userId())), "title", "Inbox only",
+                "channels", List.of("inApp"), "sendAt", Instant.now().plusSeconds(3600).toString()));
+        assertThat(sql.update("UPDATE notifications SET status = 'routing' WHERE id = ?", id)).isEqualTo(1);
+        assertThat(sql.update("""
+                INSERT INTO deliveries (notification_id, user_id, channel, status, attempts, updated_at)
+                VALUES (?, ?, 'inApp', 'sent', 0, now())""", id, tenant.userId())).isEqualTo(1);
+
+        Api.Response opened = api.post("/v1/receipts", tenant.userToken(),
+                Map.of("notificationId", id, "installationId", phone, "event", "opened"));
+
+        assertThat(opened.status()).as(opened.toString()).isEqualTo(204);
+        assertThat(sql.string("SELECT status FROM deliveries WHERE notification_id = ?", id)).isEqualTo("opened");
+    }
 }
