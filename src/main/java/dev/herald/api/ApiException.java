@@ -54,13 +54,17 @@ public class ApiException extends RuntimeException {
      * with {@code Retry-After: 1}.
      */
     public static ApiException notStoredYet(String what) {
-        return new ApiException(ProblemType.UNAVAILABLE, what + " was shown live and is being stored; try again in a second",
-                List.of(), Map.of("Retry-After", "1"));
+        return inASecond(what + " was shown live and is being stored");
     }
 
     public static ApiException notWrittenYet(String what) {
-        return new ApiException(ProblemType.UNAVAILABLE, what + " is being recorded; try again in a second",
-                List.of(), Map.of("Retry-After", "1"));
+        return inASecond(what + " is being recorded");
+    }
+
+    /** 503 with {@code Retry-After: 1}: what was asked for exists in a moment. */
+    private static ApiException inASecond(String detail) {
+        return new ApiException(ProblemType.UNAVAILABLE, detail + "; try again in a second", List.of(),
+                Map.of("Retry-After", "1"));
     }
 
     public static ApiException notFound(String what) {

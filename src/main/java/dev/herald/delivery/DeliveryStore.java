@@ -93,32 +93,21 @@ public class DeliveryStore {
 
     private static final String DEVICE_COLUMNS = "SELECT installation_id, user_id, platform, push_token, locale FROM devices";
 
+    /** The devices named (installation ids in the second parameter) of the app (the first). */
+    private static final String NAMED_DEVICES = DEVICE_COLUMNS + " WHERE app_id = ? AND installation_id = ANY(?)";
+
+    private static SqlBinder namedDevices(String appId, List<String> installationIds) {
+        return ps -> {
+            ps.setString(1, appId);
+            ps.setArray(2, ps.getConnection().createArrayOf("text", installationIds.toArray()));
+            return 3;
+        };
+    }
+
     /** Pushes to these installations of the app, leased until {@code leasedUntil}. */
     public Routed enqueueDevices(String notificationId, String appId, List<String> installationIds,
                                  Instant now, Instant leasedUntil) {
-        return insertPushes(DEVICE_COLUMNS + " WHERE app_id = ? AND installation_id = ANY(?)", notificationId, now,
-                leasedUntil, ps -> {
-                    ps.setString(1, appId);
-                    ps.setArray(2, ps.getConnection().createArrayOf("text", installationIds.toArray()));
-                    return 3;
-                });
-    }
-
-    /**
-     * Pushes to the next {@code limit} devices of the app (in installation id order after {@code after})
-     * carrying one of the tags, leased until {@code leasedUntil}.
-     */
-    public Routed enqueueTagged(String notificationId, String appId, List<String> tags, String after, int limit,
-                                Instant now, Instant leasedUntil) {
-        return insertPushes(DEVICE_COLUMNS + " " + """
-                 WHERE app_id = ? AND installation_id > ? AND cardinality(tags) > 0 AND tags && ?::text[]
-                 ORDER BY installation_id LIMIT ?""", notificationId, now, leasedUntil, ps -> {
-            ps.setString(1, appId);
-            ps.setString(2, after);
-            ps.setArray(3, ps.getConnection().createArrayOf("text", tags.toArray()));
-            ps.setInt(4, limit);
-            return 5;
-        });
+        return insertPushes(NAMED_DEVICES, notificationId, now, leasedUntil, namedDevices(appId, installationIds));
     }
 
     /** A device a fan-out pushes to before its delivery exists (token null when it has none). */
@@ -143,11 +132,7 @@ public class DeliveryStore {
 
     /** These installations of the app (those that exist), in installation id order; nothing is written. */
     public List<Recipient> devices(String appId, List<String> installationIds) {
-        return recipients(DEVICE_COLUMNS + " WHERE app_id = ? AND installation_id = ANY(?) ORDER BY installation_id", ps -> {
-            ps.setString(1, appId);
-            ps.setArray(2, ps.getConnection().createArrayOf("text", installationIds.toArray()));
-            return 3;
-        });
+        return recipients(NAMED_DEVICES + " ORDER BY installation_id", namedDevices(appId, installationIds));
     }
 
     private List<Recipient> recipients(String sql, SqlBinder binder) {

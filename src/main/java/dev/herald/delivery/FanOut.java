@@ -1,5 +1,6 @@
 package dev.herald.delivery;
 
+import dev.herald.notifications.Channel;
 import dev.herald.notifications.NotificationStore;
 import dev.herald.notifications.StoredNotification;
 import dev.herald.notifications.Target;
@@ -53,7 +54,7 @@ final class FanOut {
     private final java.util.function.BooleanSupplier running;
     /** Run once by the writer thread when it ends. */
     private final Runnable ended;
-    /** Chunks in the order they were read, then what ends the job's run: {@link #END} or {@link #STOP}. */
+    /** Chunks in the order they were read, then what ends the job's run: {@link #end} or {@link #stop}. */
     private final BlockingQueue<Chunk> toWrite = new LinkedBlockingQueue<>();
     /** A permit per chunk that may be out (read and not yet written). */
     private final Semaphore room;
@@ -96,7 +97,7 @@ final class FanOut {
     static boolean applies(StoredNotification notification) {
         Target.Kind kind = notification.request().target().kind();
         return (kind == Target.Kind.TAGS || kind == Target.Kind.DEVICES)
-                && notification.request().channels().contains(dev.herald.notifications.Channel.PUSH);
+                && notification.request().channels().contains(Channel.PUSH);
     }
 
     /** One chunk: the cursor after it, and its deliveries as their outcomes come in (from any thread). */
@@ -194,8 +195,7 @@ final class FanOut {
                 exhausted = devices.size() < chunkSize;
                 last = devices.isEmpty() ? after : devices.get(devices.size() - 1).installationId();
             } else {
-                List<String> ids = target.ids().stream().filter(id -> id.compareTo(after) > 0).sorted()
-                        .distinct().limit(chunkSize).toList();
+                List<String> ids = Router.nextIds(target.ids(), after, chunkSize);
                 devices = ids.isEmpty() ? List.of()
                         : transactions.executeRead(s -> store.devices(notification.appId(), ids));
                 exhausted = ids.size() < chunkSize;

@@ -32,8 +32,9 @@ import java.util.Set;
  * node, see {@link LiveHub}) gets the notification on their streams once the transaction commits, and
  * {@code live} is {@code sent}, else {@code suppressed / away}; (4) email, when allowed and the user has an address and the app an
  * email sender (else {@code preference} / {@code not_configured}), a queued step that the email worker
- * sends only if no push reached a gateway and no live event reached the user. Devices and tags get a queued push per
- * matching device. Channels the request left out get no delivery at all.
+ * sends only if no push reached a gateway and no live event reached the user. Devices routed while
+ * accepting get a queued push per matching device; a routing job for devices or tags is a
+ * {@link FanOut} instead. Channels the request left out get no delivery at all.
  */
 @Singleton
 public class Router {
@@ -211,13 +212,11 @@ public class Router {
         boolean push = request.channels().contains(Channel.PUSH);
         switch (target.kind()) {
             case TAGS -> {
-                if (!push) {
-                    return new Step(cursor, true, List.of());
+                // tags always get a routing job, and a job for tags with push is a FanOut: pushes first
+                if (push) {
+                    throw new IllegalStateException("tag targets with push are routed by FanOut");
                 }
-                DeliveryStore.Routed routed = store.enqueueTagged(notificationId, appId, target.ids(), cursor,
-                        DEVICE_CHUNK, now, leasedUntil);
-                return routed.lastInstallation() == null ? new Step(cursor, true, List.of())
-                        : new Step(routed.lastInstallation(), false, routed.leased());
+                return new Step(cursor, true, List.of());
             }
             case DEVICES -> {
                 List<String> chunk = nextIds(target.ids(), cursor, DEVICE_CHUNK);
@@ -404,7 +403,7 @@ public class Router {
     }
 
     /** The next {@code size} ids after {@code cursor} in sorted order. */
-    private static List<String> nextIds(List<String> ids, String cursor, int size) {
+    static List<String> nextIds(List<String> ids, String cursor, int size) {
         return ids.stream().filter(id -> id.compareTo(cursor) > 0).sorted().limit(size).toList();
     }
 }

@@ -55,25 +55,31 @@ class ReceiptController {
         String notificationId = node.get("notificationId").asText();
         boolean opened = "opened".equals(node.get("event").asText());
         boolean known = deliveries.receipt(notificationId, user.userId(), installationId, opened, clock.instant());
-        if (known && installationId != null && deliveries.fanningOut(notificationId)
-                && !deliveries.hasPush(notificationId, user.userId(), installationId)) {
-            // a fan-out writes each delivery once its push was sent: this device's may be moments away
-            // (what the receipt changed for the user's other deliveries is rolled back with the answer)
+        if (!known && deliveries.shownNotStored(notificationId, user.userId())) {
+            throw ApiException.notStoredYet("This notification");
+        }
+        if (notWrittenYet(notificationId, user.userId(), installationId, known)) {
+            // what the receipt changed for the user's other deliveries is rolled back with the answer
             throw ApiException.notWrittenYet("This notification's delivery");
         }
         if (!known) {
-            if (deliveries.shownNotStored(notificationId, user.userId())) {
-                throw ApiException.notStoredYet("This notification");
-            }
-            if (deliveries.fanningOut(notificationId)) {
-                // a fan-out writes each delivery once its push was sent: this one may be moments away
-                throw ApiException.notWrittenYet("This notification's delivery");
-            }
             // its chunk may have been stored in between
             known = deliveries.receipt(notificationId, user.userId(), installationId, opened, clock.instant());
         }
         if (!known) {
             throw ApiException.notFound("Notification");
         }
+    }
+
+    /**
+     * Whether the delivery a receipt names may be moments from being written: a fan-out still routing
+     * writes each delivery once its push was sent (this user's none yet, or not this device's while
+     * their other device's is).
+     */
+    private boolean notWrittenYet(String notificationId, String userId, String installationId, boolean known) {
+        if (known && installationId == null || !deliveries.fanningOut(notificationId)) {
+            return false;
+        }
+        return !known || !deliveries.hasPush(notificationId, userId, installationId);
     }
 }
