@@ -156,29 +156,42 @@ public class DeliveryStore {
 
     /** Inserts push deliveries that were sent before they existed, each with its outcome, in one statement. */
     public void insertOutcomes(String notificationId, List<Outcome> outcomes, Instant now) {
-        int n = outcomes.size();
+        insertOutcomes(Map.of(notificationId, outcomes), now);
+    }
+
+    /** As {@link #insertOutcomes(String, List, Instant)} for the deliveries of many notifications at once. */
+    public void insertOutcomes(Map<String, List<Outcome>> byNotification, Instant now) {
+        int n = byNotification.values().stream().mapToInt(List::size).sum();
+        if (n == 0) {
+            return;
+        }
+        String[] notifications = new String[n];
         String[] users = new String[n];
         String[] installations = new String[n];
         Integer[] attempts = new Integer[n];
         String[] statuses = new String[n];
         String[] reasons = new String[n];
         Timestamp[] next = new Timestamp[n];
-        for (int i = 0; i < n; i++) {
-            Outcome o = outcomes.get(i);
-            users[i] = o.userId();
-            installations[i] = o.installationId();
-            attempts[i] = o.attempts();
-            statuses[i] = o.status();
-            reasons[i] = o.reason();
-            next[i] = o.nextAttemptAt() == null ? null : Timestamp.from(o.nextAttemptAt());
+        int i = 0;
+        for (Map.Entry<String, List<Outcome>> entry : byNotification.entrySet()) {
+            for (Outcome o : entry.getValue()) {
+                notifications[i] = entry.getKey();
+                users[i] = o.userId();
+                installations[i] = o.installationId();
+                attempts[i] = o.attempts();
+                statuses[i] = o.status();
+                reasons[i] = o.reason();
+                next[i] = o.nextAttemptAt() == null ? null : Timestamp.from(o.nextAttemptAt());
+                i++;
+            }
         }
         jdbc.prepareStatement(INSERT + """
-                SELECT ?, u.user_id, u.installation_id, 'push', u.status, u.reason, u.attempts, u.next_at, ?
-                FROM unnest(?::text[], ?::text[], ?::integer[], ?::text[], ?::text[], ?::timestamptz[])
-                     AS u(user_id, installation_id, attempts, status, reason, next_at)""", ps -> {
+                SELECT u.notification_id, u.user_id, u.installation_id, 'push', u.status, u.reason, u.attempts, u.next_at, ?
+                FROM unnest(?::text[], ?::text[], ?::text[], ?::integer[], ?::text[], ?::text[], ?::timestamptz[])
+                     AS u(notification_id, user_id, installation_id, attempts, status, reason, next_at)""", ps -> {
             Connection c = ps.getConnection();
-            ps.setString(1, notificationId);
-            ps.setTimestamp(2, Timestamp.from(now));
+            ps.setTimestamp(1, Timestamp.from(now));
+            ps.setArray(2, c.createArrayOf("text", notifications));
             ps.setArray(3, c.createArrayOf("text", users));
             ps.setArray(4, c.createArrayOf("text", installations));
             ps.setArray(5, c.createArrayOf("integer", attempts));
@@ -186,6 +199,97 @@ public class DeliveryStore {
             ps.setArray(7, c.createArrayOf("text", reasons));
             ps.setArray(8, c.createArrayOf("timestamptz", next));
             return ps.executeUpdate();
+        });
+    }
+
+    /**
+     * The devices a batch of notifications names (each of its notification's app), as they are now,
+     * per notification; nothing is written. A notification none of whose devices exist is missing.
+     */
+    public Map<String, List<Recipient>> devicesOf(List<DeviceTarget> targets) {
+        Map<String, List<Recipient>> found = new HashMap<>();
+        if (targets.isEmpty()) {
+            return found;
+        }
+        int n = targets.size();
+        String[] notificationIds = new String[n];
+        String[] apps = new String[n];
+        String[] installations = new String[n];
+        for (int i = 0; i < n; i++) {
+            notificationIds[i] = targets.get(i).notificationId();
+            apps[i] = targets.get(i).appId();
+            installations[i] = targets.get(i).installationId();
+        }
+        return jdbc.prepareStatement("""
+                SELECT t.notification_id, d.installation_id, d.user_id, d.platform, d.push_token, d.locale
+                FROM unnest(?::text[], ?::text[], ?::text[]) AS t(notification_id, app_id, installation_id)
+                JOIN devices d ON d.installation_id = t.installation_id AND d.app_id = t.app_id""", ps -> {
+            Connection c = ps.getConnection();
+            ps.setArray(1, c.createArrayOf("text", notificationIds));
+            ps.setArray(2, c.createArrayOf("text", apps));
+            ps.setArray(3, c.createArrayOf("text", installations));
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    found.computeIfAbsent(rs.getString(1), k -> new ArrayList<>()).add(new Recipient(rs.getString(2),
+                            rs.getString(3), Platform.fromWire(rs.getString(4)), rs.getString(5), rs.getString(6)));
+                }
+            }
+            return found;
+        });
+    }
+
+    /**
+     * Inserts a routing job for each notification, claimed by this node until {@code leasedUntil} (it
+     * sends them now; if it dies, any node takes the jobs over once the lease ends). Answers the jobs
+     * by notification id.
+     */
+    public Map<String, Job> insertClaimedJobs(Collection<String> notificationIds, Instant leasedUntil) {
+        Map<String, Job> jobs = new HashMap<>();
+        if (notificationIds.isEmpty()) {
+            return jobs;
+        }
+        return jdbc.prepareStatement("""
+                INSERT INTO jobs (notification_id, run_at, attempts) SELECT unnest(?::text[]), ?, 1
+                RETURNING id, notification_id, attempts""", ps -> {
+            ps.setArray(1, ps.getConnection().createArrayOf("text", notificationIds.toArray()));
+            ps.setTimestamp(2, Timestamp.from(leasedUntil));
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    jobs.put(rs.getString(2), new Job(rs.getLong(1), rs.getString(2), "", rs.getInt(3)));
+                }
+            }
+            return jobs;
+        });
+    }
+
+    /** Deletes those of these jobs this node's claim still holds; answers their notification ids. */
+    public java.util.Set<String> endJobs(Collection<Job> jobs) {
+        Long[] ids = jobs.stream().map(Job::id).toArray(Long[]::new);
+        Integer[] claims = jobs.stream().map(Job::claim).toArray(Integer[]::new);
+        return jdbc.prepareStatement("""
+                DELETE FROM jobs j USING unnest(?::bigint[], ?::integer[]) AS u(id, claim)
+                WHERE j.id = u.id AND j.attempts = u.claim RETURNING j.notification_id""", ps -> {
+            Connection c = ps.getConnection();
+            ps.setArray(1, c.createArrayOf("bigint", ids));
+            ps.setArray(2, c.createArrayOf("integer", claims));
+            java.util.Set<String> ended = new java.util.HashSet<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    ended.add(rs.getString(1));
+                }
+            }
+            return ended;
+        });
+    }
+
+    /** Whether the notification has a routing job (some of its deliveries may not exist yet). */
+    @Transactional
+    public boolean hasJob(String notificationId) {
+        return jdbc.prepareStatement("SELECT EXISTS (SELECT 1 FROM jobs WHERE notification_id = ?)", ps -> {
+            ps.setString(1, notificationId);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() && rs.getBoolean(1);
+            }
         });
     }
 

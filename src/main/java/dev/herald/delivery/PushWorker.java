@@ -264,19 +264,58 @@ public class PushWorker implements AutoCloseable {
                 capacity.release(batch.size());
                 return sent;
             }
-            dispatcher.prepare(batch, id -> plan);
-            for (DeliveryStore.ClaimedPush push : batch) {
-                dispatcher.dispatch(push, plan).whenComplete((settled, never) -> {
-                    try {
-                        outcome.accept(push, settled);
-                    } finally {
-                        capacity.release();
-                    }
-                });
-            }
+            dispatchUnwritten(batch, id -> plan, outcome);
             sent += batch.size();
         }
         return sent;
+    }
+
+    /**
+     * Sends the pushes of notifications routed while accepting, before their deliveries exist (see
+     * {@link PushesFirst}), never waiting for room: whole notifications (groups), in order, while there
+     * is room for every push of the next one. Outcomes go to {@code outcome} as in {@link #sendUnwritten}.
+     * Answers how many of the groups went out; the rest found no room.
+     */
+    int sendUnwrittenNow(List<List<DeliveryStore.ClaimedPush>> groups,
+                         java.util.function.Function<String, NotificationPlans.Plan> plans,
+                         java.util.function.BiConsumer<DeliveryStore.ClaimedPush, PushDispatcher.Settled> outcome) {
+        int available = capacity.availablePermits();
+        int taken = 0;
+        int room = 0;
+        while (taken < groups.size() && room + groups.get(taken).size() <= available) {
+            room += groups.get(taken).size();
+            taken++;
+        }
+        if (room > 0 && !capacity.tryAcquire(room)) {
+            return 0; // taken by another thread meanwhile
+        }
+        if (!running) {
+            capacity.release(room);
+            return 0;
+        }
+        List<DeliveryStore.ClaimedPush> sending = new ArrayList<>(room);
+        groups.subList(0, taken).forEach(sending::addAll);
+        dispatchUnwritten(sending, plans, outcome);
+        return taken;
+    }
+
+    /** Dispatches pushes that hold their room already; each outcome frees its room once given to {@code outcome}. */
+    private void dispatchUnwritten(List<DeliveryStore.ClaimedPush> pushes,
+                                   java.util.function.Function<String, NotificationPlans.Plan> plans,
+                                   java.util.function.BiConsumer<DeliveryStore.ClaimedPush, PushDispatcher.Settled> outcome) {
+        if (pushes.isEmpty()) {
+            return;
+        }
+        dispatcher.prepare(pushes, plans);
+        for (DeliveryStore.ClaimedPush push : pushes) {
+            dispatcher.dispatch(push, plans.apply(push.notificationId())).whenComplete((settled, never) -> {
+                try {
+                    outcome.accept(push, settled);
+                } finally {
+                    capacity.release();
+                }
+            });
+        }
     }
 
     /** Counts outcomes at {@code herald.deliveries}: one counter update per (app, status, reason), not one per push. */

@@ -5,6 +5,7 @@ import dev.herald.api.EventLoopAnswers;
 import dev.herald.api.ProblemType;
 import dev.herald.api.SqlStates;
 import dev.herald.delivery.PushWorker;
+import dev.herald.delivery.PushesFirst;
 import dev.herald.delivery.WorkSignals;
 import io.micrometer.core.instrument.DistributionSummary;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -45,6 +46,7 @@ class AcceptWriter implements AutoCloseable {
     private final NotificationService service;
     private final TransactionOperations<Connection> transactions;
     private final Optional<PushWorker> pushes;
+    private final Optional<PushesFirst> pushesFirst;
     private final WorkSignals signals;
     private final ExecutorService answering;
     private final DistributionSummary batchSizes;
@@ -53,11 +55,12 @@ class AcceptWriter implements AutoCloseable {
     private volatile boolean running = true;
 
     AcceptWriter(NotificationService service, TransactionOperations<Connection> transactions,
-                 Optional<PushWorker> pushes, WorkSignals signals, MeterRegistry meters,
+                 Optional<PushWorker> pushes, Optional<PushesFirst> pushesFirst, WorkSignals signals, MeterRegistry meters,
                  @Named(TaskExecutors.BLOCKING) ExecutorService answering) {
         this.service = service;
         this.transactions = transactions;
         this.pushes = pushes;
+        this.pushesFirst = pushesFirst;
         this.signals = signals;
         this.answering = answering;
         this.batchSizes = DistributionSummary.builder("herald.notifications.accept.batch")
@@ -143,9 +146,12 @@ class AcceptWriter implements AutoCloseable {
         answering.execute(() -> {
             boolean routeJobs = false;
             List<PushWorker.Routed> routed = new ArrayList<>(settled.size());
+            List<PushesFirst.Send> first = new ArrayList<>();
             for (Object answer : settled) {
                 if (answer instanceof NotificationService.Accepted accepted && !accepted.replay()) {
-                    if (accepted.routed() && pushes.isPresent()) {
+                    if (accepted.first() != null) {
+                        first.add(accepted.first());
+                    } else if (accepted.routed() && pushes.isPresent()) {
                         routed.add(new PushWorker.Routed(accepted.stored(), accepted.leased()));
                     } else if (accepted.routed()) {
                         signals.announce(WorkSignals.Kind.PUSH);
@@ -156,6 +162,7 @@ class AcceptWriter implements AutoCloseable {
             }
             try {
                 // the batch's pushes are prepared together: one preference read, one round of device caps
+                pushesFirst.ifPresent(sender -> sender.send(first));
                 pushes.ifPresent(worker -> worker.handOff(routed));
             } finally {
                 if (routeJobs) {

@@ -101,7 +101,8 @@ class NotificationController {
         List<DeliveryStore.Row> rows = deliveries.page(n.id(), afterId, pageSize + 1);
         Page<DeliveryStore.Row> page = Page.of(rows, pageSize, r -> Long.toString(r.id()));
         String status = n.status();
-        if ("routing".equals(status) && n.routed() && !counts.containsKey("queued")) {
+        // a device send's deliveries are written once its pushes have their outcomes, as its job ends
+        if ("routing".equals(status) && !counts.containsKey("queued") && (n.routed() || !deliveries.hasJob(n.id()))) {
             status = "done";
         }
         return new NotificationViews.StatusView(n.id(), status, n.recipients(), n.createdAt(), n.sendAt(),

@@ -10,6 +10,8 @@ import dev.herald.api.JsonBodies;
 import dev.herald.auth.Caller;
 import dev.herald.delivery.DeliveryStore;
 import dev.herald.delivery.PushWorker;
+import dev.herald.delivery.PushesFirst;
+import io.micronaut.core.annotation.Nullable;
 import dev.herald.delivery.Router;
 import io.micronaut.transaction.annotation.Transactional;
 import jakarta.inject.Singleton;
@@ -21,6 +23,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.UUID;
 
@@ -41,10 +44,12 @@ public class NotificationService {
     private final ObjectMapper mapper;
 
     private final Optional<PushWorker> pushes;
+    private final Optional<PushesFirst> pushesFirst;
 
     NotificationService(NotificationStore notifications, DeliveryStore deliveries, Router router,
-                        Optional<PushWorker> pushes, JsonBodies bodies) {
+                        Optional<PushWorker> pushes, Optional<PushesFirst> pushesFirst, JsonBodies bodies) {
         this.pushes = pushes;
+        this.pushesFirst = pushesFirst;
         this.notifications = notifications;
         this.deliveries = deliveries;
         this.router = router;
@@ -54,10 +59,17 @@ public class NotificationService {
     /**
      * The answer to {@code POST /v1/notifications}; {@code replay} when an idempotency key matched.
      * {@code stored} and {@code leased}: the notification and the pushes routed while accepting, leased
-     * to this node to send once the transaction committed (empty when a routing job will do it).
+     * to this node to send once the transaction committed (empty when a routing job will do it);
+     * {@code first}: a device send whose pushes go out before its deliveries are written ({@link PushesFirst}).
      */
     public record Accepted(String id, String status, int recipients, boolean replay, boolean routed,
-                           StoredNotification stored, List<DeliveryStore.ClaimedPush> leased) {
+                           StoredNotification stored, List<DeliveryStore.ClaimedPush> leased,
+                           @Nullable PushesFirst.Send first) {
+
+        Accepted(String id, String status, int recipients, boolean replay, boolean routed,
+                 StoredNotification stored, List<DeliveryStore.ClaimedPush> leased) {
+            this(id, status, recipients, replay, routed, stored, leased, null);
+        }
     }
 
     /** One notification to accept, as the API read it. */
@@ -109,6 +121,9 @@ public class NotificationService {
     }
 
     private List<Accepted> acceptPlainDeviceSends(List<Incoming> sends) {
+        if (pushesFirst.isPresent()) {
+            return acceptPushesFirst(sends);
+        }
         int n = sends.size();
         String[] ids = new String[n];
         List<DeliveryStore.DeviceTarget> targets = new ArrayList<>();
@@ -139,6 +154,49 @@ public class NotificationService {
                     pushes.isPresent() ? routed.leased().getOrDefault(ids[i], List.of()) : List.of()));
         }
         notifications.insertBatch(rows);
+        return answers;
+    }
+
+    /**
+     * Plain device sends on a node that sends pushes: the notifications and a routing job each, claimed
+     * by this node (the promise), and no delivery yet: {@link PushesFirst} sends their pushes once this
+     * commits and writes each delivery once, with its outcome. A notification none of whose devices
+     * exist gets no job: it is done.
+     */
+    private List<Accepted> acceptPushesFirst(List<Incoming> sends) {
+        int n = sends.size();
+        String[] ids = new String[n];
+        List<DeliveryStore.DeviceTarget> targets = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            ids[i] = newId();
+            for (String installation : sends.get(i).request().target().ids()) {
+                targets.add(new DeliveryStore.DeviceTarget(ids[i], sends.get(i).key().appId(), installation));
+            }
+        }
+        Map<String, List<DeliveryStore.Recipient>> devices = deliveries.devicesOf(targets);
+        List<NotificationStore.NewNotification> rows = new ArrayList<>(n);
+        List<StoredNotification> stored = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            Incoming in = sends.get(i);
+            int recipients = devices.getOrDefault(ids[i], List.of()).size();
+            // routed: every delivery exists (none when no device matched); else its job's end says so
+            boolean routed = recipients == 0;
+            Instant expiresAt = in.now().plusSeconds(in.request().ttlSeconds());
+            rows.add(new NotificationStore.NewNotification(ids[i], in.key().appId(), in.key().test(), in.body(),
+                    "routing", recipients, routed, in.now(), expiresAt, in.now()));
+            stored.add(new StoredNotification(ids[i], in.key().appId(), in.key().test(), in.request(), "routing",
+                    recipients, routed, in.now(), expiresAt, in.now()));
+        }
+        notifications.insertBatch(rows);
+        Instant now = sends.get(n - 1).now();
+        Map<String, DeliveryStore.Job> jobs = deliveries.insertClaimedJobs(devices.keySet(), now.plus(PushWorker.LEASE));
+        List<Accepted> answers = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            StoredNotification s = stored.get(i);
+            DeliveryStore.Job job = jobs.get(ids[i]);
+            answers.add(new Accepted(ids[i], "accepted", s.recipients(), false, true, s, List.of(),
+                    job == null ? null : new PushesFirst.Send(s, job, devices.get(ids[i]))));
+        }
         return answers;
     }
 

@@ -1,0 +1,181 @@
+package dev.herald.notifications;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.herald.support.Api;
+import dev.herald.support.GatewayTest;
+import dev.herald.support.MockApns;
+import dev.herald.support.Sql;
+import io.micronaut.test.extensions.junit5.annotation.MicronautTest;
+import org.junit.jupiter.api.Test;
+
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Collectors;
+
+import static dev.herald.support.Fixtures.androidDevice;
+import static dev.herald.support.Fixtures.apnsToken;
+import static dev.herald.support.Fixtures.fcmToken;
+import static dev.herald.support.Fixtures.iosDevice;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+/**
+ * Device sends routed while accepting go pushes first: the accepting transaction stores the
+ * notification and a job claimed by the node, the pushes go out once it commits, and each delivery is
+ * written once, with its outcome. The node holds at most 500 pushes here (the least it may).
+ */
+@MicronautTest(transactional = false)
+class PushesFirstTest extends GatewayTest {
+
+    private static final Duration DEADLINE = Duration.ofSeconds(20);
+
+    @jakarta.inject.Inject
+    Sql sql;
+
+    @Override
+    protected Map<String, String> moreProperties() {
+        return Map.of("herald.delivery.in-flight", "500");
+    }
+
+    private String register(String installationId, Map<String, Object> device) {
+        Api.Response r = api.put("/v1/devices/" + installationId, tenant.userToken(), device);
+        assertThat(r.status()).as(r.toString()).isIn(200, 201);
+        return installationId;
+    }
+
+    private static Map<String, JsonNode> byInstallation(JsonNode status) {
+        Map<String, JsonNode> found = new HashMap<>();
+        for (JsonNode d : status.path("deliveries").path("items")) {
+            assertThat(found.put(d.path("installationId").asText(), d)).as("a second delivery").isNull();
+        }
+        return found;
+    }
+
+    private long fcmSendsTo(String token) {
+        return fcm.sends().stream().filter(s -> token.equals(s.message().path("token").asText())).count();
+    }
+
+    @Test
+    void aDeviceSendIsPushedBeforeItsDeliveriesAreWrittenThenWrittenWithTheirOutcomes() {
+        String prefix = "first-" + apnsToken().substring(0, 8);
+        String iosToken = apnsToken();
+        String phone = register(prefix + "-ios", iosDevice(tenant.app(), iosToken));
+        String androidToken = fcmToken();
+        String tablet = register(prefix + "-android", androidDevice(tenant.app(), androidToken));
+        String old = register(prefix + "-old", iosDevice(tenant.app(), apnsToken()));
+        assertThat(sql.update("UPDATE devices SET push_token = NULL WHERE installation_id = ?", old)).isEqualTo(1);
+        MockApns.Gate held = apns.hold();
+        String id;
+        try {
+            id = sendNotification(Map.of("to", Map.of("devices", List.of(phone, tablet, old)), "title", "First"));
+            await().atMost(DEADLINE).until(() -> held.waiting() >= 1 && fcmSendsTo(androidToken) == 1);
+
+            // the Android push went out and the iPhone's is at APNs: nothing is written until both answered
+            JsonNode inFlight = api.get("/v1/notifications/" + id, tenant.key()).json();
+            assertThat(inFlight.path("status").asText()).isEqualTo("routing");
+            assertThat(inFlight.path("recipients").asInt()).isEqualTo(3);
+            assertThat(inFlight.path("deliveries").path("items")).as(inFlight.toString()).isEmpty();
+            // the promise that they get sent: a job this node holds until the pushes' lease ends
+            assertThat(sql.count("SELECT count(*) FROM jobs WHERE notification_id = ? AND attempts = 1"
+                    + " AND run_at > now() + interval '30 seconds'", id)).isEqualTo(1);
+            Api.Response early = api.post("/v1/receipts", tenant.userToken(),
+                    Map.of("notificationId", id, "installationId", tablet, "event", "received"));
+            assertThat(early.status()).as(early.toString()).isEqualTo(503);
+            assertThat(early.headers().firstValue("Retry-After")).contains("1");
+        } finally {
+            held.open();
+        }
+
+        JsonNode done = awaitDone(id);
+        Map<String, JsonNode> deliveries = byInstallation(done);
+        assertThat(deliveries).containsOnlyKeys(phone, tablet, old);
+        assertThat(deliveries.get(phone).path("status").asText()).isEqualTo("sent");
+        assertThat(deliveries.get(phone).path("attempts").asInt()).isEqualTo(1);
+        assertThat(deliveries.get(tablet).path("status").asText()).isEqualTo("sent");
+        assertThat(deliveries.get(old).path("status").asText()).isEqualTo("failed");
+        assertThat(deliveries.get(old).path("reason").asText()).isEqualTo("no_token");
+        assertThat(done.path("counts").path("sent").asInt()).isEqualTo(2);
+        assertThat(sql.count("SELECT count(*) FROM jobs WHERE notification_id = ?", id)).isZero();
+        assertThat(apns.receivedFor(iosToken)).hasSize(1);
+        assertThat(fcmSendsTo(androidToken)).isEqualTo(1);
+        // the receipt asked again once written counts
+        assertThat(api.post("/v1/receipts", tenant.userToken(),
+                Map.of("notificationId", id, "installationId", tablet, "event", "received")).status()).isEqualTo(204);
+    }
+
+    @Test
+    void aDeviceSendWhoseNodeDiedBeforeWritingIsSentByAnyNodesRouter() {
+        String token = apnsToken();
+        String phone = register("died-" + token.substring(0, 8), iosDevice(tenant.app(), token));
+        String id = sendNotification(Map.of("to", Map.of("devices", List.of(phone)), "title", "Taken over",
+                "sendAt", Instant.now().plusSeconds(3600).toString()));
+        // as a node leaves it that accepted the send and died before its outcome was written, lease run out
+        assertThat(sql.update("UPDATE notifications SET status = 'routing', send_at = now() WHERE id = ?", id)).isEqualTo(1);
+        assertThat(sql.update("UPDATE jobs SET attempts = 1, run_at = now() WHERE notification_id = ?", id)).isEqualTo(1);
+
+        JsonNode done = awaitDone(id);
+
+        assertThat(done.path("counts").path("sent").asInt()).isEqualTo(1);
+        assertThat(byInstallation(done).get(phone).path("status").asText()).isEqualTo("sent");
+        assertThat(apns.receivedFor(token)).hasSize(1);
+        assertThat(sql.count("SELECT count(*) FROM jobs WHERE notification_id = ?", id)).isZero();
+    }
+
+    @Test
+    void aDeviceSendFindingNoRoomAmongThePushesInFlightIsQueuedAndSentOnce() {
+        String prefix = "full-" + apnsToken().substring(0, 8) + "-";
+        // 500 iPhones of the tenant's user, each with a token of its own
+        assertThat(sql.update("""
+                INSERT INTO devices (installation_id, app_id, user_id, platform, push_token, push_token_updated_at,
+                                     created_at, updated_at, last_seen_at)
+                SELECT ? || lpad(g::text, 3, '0'), ?, ?, 'ios', md5(? || g) || md5(g::text || ?), now(), now(), now(), now()
+                FROM generate_series(0, 499) g""", prefix, tenant.app(), tenant.userId(), prefix, prefix)).isEqualTo(500);
+        List<String> installations = new ArrayList<>();
+        for (int i = 0; i < 500; i++) {
+            installations.add(prefix + String.format("%03d", i));
+        }
+        String lateToken = apnsToken();
+        String late = register(prefix + "late", iosDevice(tenant.app(), lateToken));
+        MockApns.Gate held = apns.hold();
+        List<String> ids = new ArrayList<>();
+        String lateId;
+        try {
+            for (int n = 0; n < 5; n++) {
+                ids.add(sendNotification(Map.of("to", Map.of("devices", installations.subList(n * 100, n * 100 + 100)),
+                        "title", "Batch " + n)));
+            }
+            await().atMost(DEADLINE).until(() -> Api.metric(api.get("/metrics", null).body(), "herald_push_in_flight")
+                    .orElse(0) >= 500);
+            lateId = sendNotification(Map.of("to", Map.of("devices", List.of(late)), "title", "Late"));
+
+            // no room: queued in PostgreSQL, untried, for whichever node has room
+            JsonNode waiting = api.get("/v1/notifications/" + lateId, tenant.key()).json();
+            JsonNode queued = byInstallation(waiting).get(late);
+            assertThat(queued).as(waiting.toString()).isNotNull();
+            assertThat(queued.path("status").asText()).isEqualTo("queued");
+            assertThat(queued.path("attempts").asInt()).isZero();
+            assertThat(sql.count("SELECT count(*) FROM jobs WHERE notification_id = ?", lateId)).isZero();
+        } finally {
+            held.open();
+        }
+
+        for (String id : ids) {
+            assertThat(awaitDone(id).path("counts").path("sent").asInt()).isEqualTo(100);
+        }
+        JsonNode lateDone = awaitDone(lateId);
+        assertThat(byInstallation(lateDone).get(late).path("status").asText()).isEqualTo("sent");
+        assertThat(byInstallation(lateDone).get(late).path("attempts").asInt()).isEqualTo(1);
+        assertThat(apns.receivedFor(lateToken)).hasSize(1);
+        Map<String, Long> pushesPerToken = apns.received().stream()
+                .collect(Collectors.groupingBy(MockApns.Received::token, Collectors.counting()));
+        List<String> tokens = new ArrayList<>();
+        for (String installation : installations) {
+            tokens.add(sql.string("SELECT push_token FROM devices WHERE installation_id = ?", installation));
+        }
+        assertThat(tokens).allSatisfy(t -> assertThat(pushesPerToken.get(t)).as(t).isEqualTo(1L));
+    }
+}
