@@ -854,7 +854,7 @@ public class DeliveryStore {
 
     /**
      * Whether the notification is a fan-out still being routed (a device or tag target with the push
-     * channel, see {@code FanOut}): some of its push deliveries may not be written yet.
+     * channel, see {@code FanOut} and {@code PushesFirst}): some of its push deliveries may not be written yet.
      */
     public boolean fanningOut(String notificationId) {
         return jdbc.prepareStatement("""

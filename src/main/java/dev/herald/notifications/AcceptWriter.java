@@ -31,9 +31,10 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Stores accepted notifications with group commit: one thread takes whatever requests are waiting
+ * Stores accepted notifications with group commit: a writer thread takes whatever requests are waiting
  * (up to {@link #MAX_BATCH}) and accepts them in one transaction, so many requests share one commit
- * and plain device sends share their statements. A request's future completes once its notification
+ * and plain device sends share their statements. Two writers by default ({@code herald.notifications.writers}):
+ * when requests pile up, the second builds and writes a batch while the first waits for its commit. A request's future completes once its notification
  * committed; its pushes are then handed to this node's push worker. A batch that fails in the
  * database is retried one request at a time, so one bad request fails alone. Full queue: 503.
  */
@@ -42,6 +43,8 @@ class AcceptWriter implements AutoCloseable {
 
     private static final Logger LOG = LoggerFactory.getLogger(AcceptWriter.class);
     static final int MAX_BATCH = 256;
+    /** Requests waiting from which a second writer takes a batch too (see {@link #help}). */
+    static final int HELP_FROM = 32;
 
     private final NotificationService service;
     private final TransactionOperations<Connection> transactions;
@@ -51,12 +54,15 @@ class AcceptWriter implements AutoCloseable {
     private final ExecutorService answering;
     private final DistributionSummary batchSizes;
     private final BlockingQueue<Pending> queue = new ArrayBlockingQueue<>(8192);
-    private final Thread writer;
+    private final List<Thread> writers = new ArrayList<>();
+    /** A permit when requests pile up: a helping writer takes a batch. */
+    private final java.util.concurrent.Semaphore backlog = new java.util.concurrent.Semaphore(0);
     private volatile boolean running = true;
 
     AcceptWriter(NotificationService service, TransactionOperations<Connection> transactions,
                  Optional<PushWorker> pushes, Optional<PushesFirst> pushesFirst, WorkSignals signals, MeterRegistry meters,
-                 @Named(TaskExecutors.BLOCKING) ExecutorService answering) {
+                 @Named(TaskExecutors.BLOCKING) ExecutorService answering,
+                 @io.micronaut.context.annotation.Value("${herald.notifications.writers:2}") int writerCount) {
         this.service = service;
         this.transactions = transactions;
         this.pushes = pushes;
@@ -65,9 +71,12 @@ class AcceptWriter implements AutoCloseable {
         this.answering = answering;
         this.batchSizes = DistributionSummary.builder("herald.notifications.accept.batch")
                 .description("Notifications accepted per transaction").register(meters);
-        writer = new Thread(this::run, "notification-writer");
-        writer.setDaemon(true);
-        writer.start();
+        for (int i = 0; i < Math.max(1, writerCount); i++) {
+            Thread writer = new Thread(i == 0 ? this::run : this::help, "notification-writer-" + i);
+            writer.setDaemon(true);
+            writers.add(writer);
+        }
+        writers.forEach(Thread::start);
     }
 
     /** A queued notification, answered on {@code answerOn} (its request's event loop), else off the writer. */
@@ -82,8 +91,39 @@ class AcceptWriter implements AutoCloseable {
             answer.completeExceptionally(new ApiException(ProblemType.UNAVAILABLE,
                     "Too many notifications are waiting to be stored; retry shortly", List.of(),
                     Map.of("Retry-After", "1")));
+        } else if (queue.size() >= HELP_FROM && backlog.availablePermits() == 0) {
+            backlog.release();
         }
         return answer;
+    }
+
+    /**
+     * A second writer (and any after it) takes a batch only once {@link #HELP_FROM} requests wait, that
+     * is, when they pile up behind the first writer's commit: under lighter load one writer keeps
+     * PostgreSQL's transactions fewer and larger, which leaves it quicker for everything else (a call's
+     * round trip waited twice as long at p99 with two writers always taking turns).
+     */
+    private void help() {
+        List<Pending> batch = new ArrayList<>(MAX_BATCH);
+        while (running) {
+            try {
+                if (!backlog.tryAcquire(200, TimeUnit.MILLISECONDS)) {
+                    continue;
+                }
+                queue.drainTo(batch, MAX_BATCH);
+                if (!batch.isEmpty()) {
+                    write(List.copyOf(batch));
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            } catch (RuntimeException e) {
+                LOG.error("Accepting a batch of notifications failed", e);
+                batch.forEach(p -> p.answer().completeExceptionally(e));
+            } finally {
+                batch.clear();
+            }
+        }
     }
 
     private void run() {
@@ -178,7 +218,10 @@ class AcceptWriter implements AutoCloseable {
     public void close() {
         running = false;
         try {
-            writer.join(TimeUnit.SECONDS.toMillis(10));
+            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            for (Thread writer : writers) {
+                writer.join(Math.max(1, TimeUnit.NANOSECONDS.toMillis(until - System.nanoTime())));
+            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }

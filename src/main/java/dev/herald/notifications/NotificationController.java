@@ -97,12 +97,14 @@ class NotificationController {
             throw ApiException.invalid("cursor", "is not a cursor this list gave out");
         }
         StoredNotification n = find(key, id);
+        // read before the deliveries: a job's end writes its last deliveries in the same transaction
+        // (a device send's are written once its pushes have their outcomes, as its job ends)
+        boolean jobLeft = "routing".equals(n.status()) && !n.routed() && deliveries.hasJob(n.id());
         Map<String, Long> counts = deliveries.counts(n.id());
         List<DeliveryStore.Row> rows = deliveries.page(n.id(), afterId, pageSize + 1);
         Page<DeliveryStore.Row> page = Page.of(rows, pageSize, r -> Long.toString(r.id()));
         String status = n.status();
-        // a device send's deliveries are written once its pushes have their outcomes, as its job ends
-        if ("routing".equals(status) && !counts.containsKey("queued") && (n.routed() || !deliveries.hasJob(n.id()))) {
+        if ("routing".equals(status) && !jobLeft && !counts.containsKey("queued")) {
             status = "done";
         }
         return new NotificationViews.StatusView(n.id(), status, n.recipients(), n.createdAt(), n.sendAt(),

@@ -72,8 +72,8 @@ class ReceiptController {
     }
 
     /**
-     * Whether the delivery a receipt names may be moments from being written: a fan-out still routing
-     * writes each delivery once its push was sent (this user's none yet, or not this device's while
+     * Whether the delivery a receipt names may be moments from being written: a fan-out or a device send
+     * still routing writes each delivery once its push was sent (this user's none yet, or not this device's while
      * their other device's is).
      */
     private boolean notWrittenYet(String notificationId, String userId, String installationId, boolean known) {
