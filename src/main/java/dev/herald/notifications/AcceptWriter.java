@@ -43,7 +43,7 @@ class AcceptWriter implements AutoCloseable {
 
     private static final Logger LOG = LoggerFactory.getLogger(AcceptWriter.class);
     static final int MAX_BATCH = 256;
-    /** Requests waiting from which a second writer takes a batch too (see {@link #help}). */
+    /** Requests waiting from which a second writer takes a batch too (see {@link #help}), unless configured. */
     static final int HELP_FROM = 32;
 
     private final NotificationService service;
@@ -55,6 +55,7 @@ class AcceptWriter implements AutoCloseable {
     private final DistributionSummary batchSizes;
     private final BlockingQueue<Pending> queue = new ArrayBlockingQueue<>(8192);
     private final List<Thread> writers = new ArrayList<>();
+    private final int helpFrom;
     /** A permit when requests pile up: a helping writer takes a batch. */
     private final java.util.concurrent.Semaphore backlog = new java.util.concurrent.Semaphore(0);
     private volatile boolean running = true;
@@ -62,7 +63,9 @@ class AcceptWriter implements AutoCloseable {
     AcceptWriter(NotificationService service, TransactionOperations<Connection> transactions,
                  Optional<PushWorker> pushes, Optional<PushesFirst> pushesFirst, WorkSignals signals, MeterRegistry meters,
                  @Named(TaskExecutors.BLOCKING) ExecutorService answering,
-                 @io.micronaut.context.annotation.Value("${herald.notifications.writers:2}") int writerCount) {
+                 @io.micronaut.context.annotation.Value("${herald.notifications.writers:2}") int writerCount,
+                 @io.micronaut.context.annotation.Value("${herald.notifications.help-from:" + HELP_FROM + "}") int helpFrom) {
+        this.helpFrom = Math.max(1, helpFrom);
         this.service = service;
         this.transactions = transactions;
         this.pushes = pushes;
@@ -91,7 +94,7 @@ class AcceptWriter implements AutoCloseable {
             answer.completeExceptionally(new ApiException(ProblemType.UNAVAILABLE,
                     "Too many notifications are waiting to be stored; retry shortly", List.of(),
                     Map.of("Retry-After", "1")));
-        } else if (queue.size() >= HELP_FROM && backlog.availablePermits() == 0) {
+        } else if (queue.size() >= helpFrom && backlog.availablePermits() == 0) {
             backlog.release();
         }
         return answer;

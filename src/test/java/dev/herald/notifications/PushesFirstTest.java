@@ -38,7 +38,8 @@ class PushesFirstTest extends GatewayTest {
 
     @Override
     protected Map<String, String> moreProperties() {
-        return Map.of("herald.delivery.in-flight", "500");
+        // and the second writer of accepted notifications takes a batch from 4 waiting (32 unless set)
+        return Map.of("herald.delivery.in-flight", "500", "herald.notifications.help-from", "4");
     }
 
     private String register(String installationId, Map<String, Object> device) {
@@ -105,6 +106,43 @@ class PushesFirstTest extends GatewayTest {
         // the receipt asked again once written counts
         assertThat(api.post("/v1/receipts", tenant.userToken(),
                 Map.of("notificationId", id, "installationId", tablet, "event", "received")).status()).isEqualTo(204);
+    }
+
+    @Test
+    void aBurstOfDeviceSendsIsAcceptedPushedOnceEachAndWrittenOnceEach() throws Exception {
+        String prefix = "burst-" + apnsToken().substring(0, 8) + "-";
+        List<String> tokens = new ArrayList<>();
+        for (int i = 0; i < 20; i++) {
+            String token = apnsToken();
+            register(prefix + i, iosDevice(tenant.app(), token));
+            tokens.add(token);
+        }
+        // 400 sends from 40 senders at once: requests wait behind a commit, so both writers take batches
+        java.util.concurrent.ExecutorService senders = java.util.concurrent.Executors.newFixedThreadPool(40);
+        List<java.util.concurrent.Future<String>> sent = new ArrayList<>();
+        for (int n = 0; n < 400; n++) {
+            String installation = prefix + (n % 20);
+            int number = n;
+            sent.add(senders.submit(() -> sendNotification(Map.of("to", Map.of("devices", List.of(installation)),
+                    "title", "Burst " + number))));
+        }
+        List<String> ids = new ArrayList<>();
+        for (java.util.concurrent.Future<String> f : sent) {
+            ids.add(f.get(30, java.util.concurrent.TimeUnit.SECONDS));
+        }
+        senders.shutdown();
+
+        await().atMost(DEADLINE).until(() -> sql.count("SELECT count(*) FROM deliveries WHERE notification_id = ANY (?::text[])"
+                + " AND status = 'sent'", "{" + String.join(",", ids) + "}") == 400);
+        assertThat(sql.count("SELECT count(*) FROM deliveries WHERE notification_id = ANY (?::text[])",
+                "{" + String.join(",", ids) + "}")).as("one delivery each").isEqualTo(400);
+        assertThat(sql.count("SELECT count(*) FROM jobs WHERE notification_id = ANY (?::text[])",
+                "{" + String.join(",", ids) + "}")).isZero();
+        for (String token : tokens) {
+            assertThat(apns.receivedFor(token)).as(token).hasSize(20);
+        }
+        List<MockApns.Received> ours = apns.received().stream().filter(r -> tokens.contains(r.token())).toList();
+        assertThat(ours.stream().map(r -> r.header("apns-id")).distinct().count()).as("no push twice").isEqualTo(400);
     }
 
     @Test
