@@ -152,6 +152,17 @@ public class DeliveryStore {
     /** A push delivery written once, with the outcome of its first attempt ({@code queued}: to retry). */
     public record Outcome(String userId, String installationId, int attempts, String status, String reason,
                           Instant nextAttemptAt) {
+
+        /** A push's delivery as the dispatcher settled it; none (it always settles) is tried again. */
+        static Outcome of(ClaimedPush push, @io.micronaut.core.annotation.Nullable PushDispatcher.Settled settled,
+                          Instant now) {
+            if (settled == null) {
+                return new Outcome(push.userId(), push.installationId(), 1, "queued", "internal", now);
+            }
+            Finished f = settled.finished();
+            return new Outcome(push.userId(), push.installationId(), f.attempts(), f.status(), f.reason(),
+                    f.nextAttemptAt());
+        }
     }
 
     /** Inserts push deliveries that were sent before they existed, each with its outcome, in one statement. */
@@ -211,23 +222,11 @@ public class DeliveryStore {
         if (targets.isEmpty()) {
             return found;
         }
-        int n = targets.size();
-        String[] notificationIds = new String[n];
-        String[] apps = new String[n];
-        String[] installations = new String[n];
-        for (int i = 0; i < n; i++) {
-            notificationIds[i] = targets.get(i).notificationId();
-            apps[i] = targets.get(i).appId();
-            installations[i] = targets.get(i).installationId();
-        }
         return jdbc.prepareStatement("""
                 SELECT t.notification_id, d.installation_id, d.user_id, d.platform, d.push_token, d.locale
                 FROM unnest(?::text[], ?::text[], ?::text[]) AS t(notification_id, app_id, installation_id)
                 JOIN devices d ON d.installation_id = t.installation_id AND d.app_id = t.app_id""", ps -> {
-            Connection c = ps.getConnection();
-            ps.setArray(1, c.createArrayOf("text", notificationIds));
-            ps.setArray(2, c.createArrayOf("text", apps));
-            ps.setArray(3, c.createArrayOf("text", installations));
+            bindTargets(ps, targets);
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
                     found.computeIfAbsent(rs.getString(1), k -> new ArrayList<>()).add(new Recipient(rs.getString(2),
@@ -536,6 +535,14 @@ public class DeliveryStore {
     public record DeviceTarget(String notificationId, String appId, String installationId) {
     }
 
+    /** Binds the first three parameters: the targets' notification ids, apps and installation ids (text arrays). */
+    private static void bindTargets(java.sql.PreparedStatement ps, List<DeviceTarget> targets) throws SQLException {
+        Connection c = ps.getConnection();
+        ps.setArray(1, c.createArrayOf("text", targets.stream().map(DeviceTarget::notificationId).toArray()));
+        ps.setArray(2, c.createArrayOf("text", targets.stream().map(DeviceTarget::appId).toArray()));
+        ps.setArray(3, c.createArrayOf("text", targets.stream().map(DeviceTarget::installationId).toArray()));
+    }
+
     /** Per notification of a batch: how many devices matched, and the pushes leased to this node. */
     public record BatchRouted(Map<String, Integer> matched, Map<String, List<ClaimedPush>> leased) {
     }
@@ -550,15 +557,6 @@ public class DeliveryStore {
         Map<String, List<ClaimedPush>> leased = new java.util.HashMap<>();
         if (targets.isEmpty()) {
             return new BatchRouted(matched, leased);
-        }
-        int n = targets.size();
-        String[] notificationIds = new String[n];
-        String[] apps = new String[n];
-        String[] installations = new String[n];
-        for (int i = 0; i < n; i++) {
-            notificationIds[i] = targets.get(i).notificationId();
-            apps[i] = targets.get(i).appId();
-            installations[i] = targets.get(i).installationId();
         }
         return jdbc.prepareStatement("""
                 WITH chosen AS (
@@ -576,10 +574,7 @@ public class DeliveryStore {
                 SELECT i.id, i.notification_id, c.user_id, c.installation_id, c.platform, c.push_token, c.locale, i.status
                 FROM inserted i JOIN chosen c ON c.notification_id = i.notification_id
                                              AND c.installation_id = i.installation_id""", ps -> {
-            Connection c = ps.getConnection();
-            ps.setArray(1, c.createArrayOf("text", notificationIds));
-            ps.setArray(2, c.createArrayOf("text", apps));
-            ps.setArray(3, c.createArrayOf("text", installations));
+            bindTargets(ps, targets);
             ps.setInt(4, leasedUntil.isAfter(now) ? 1 : 0);
             ps.setTimestamp(5, Timestamp.from(leasedUntil));
             ps.setTimestamp(6, Timestamp.from(now));

@@ -101,18 +101,16 @@ final class FanOut {
     }
 
     /** One chunk: the cursor after it, and its deliveries as their outcomes come in (from any thread). */
-    private final class Chunk {
+    private final class Chunk extends UnwrittenOutcomes {
         final String cursor;
         final List<DeliveryStore.Outcome> rows = new ArrayList<>();
-        final List<PushDispatcher.Settled> settled = new ArrayList<>();
-        final List<DeliveryStore.DeadToken> dead = new ArrayList<>();
         /** Complete once every outcome is in and the sending itself is over. */
         final CompletableFuture<Void> complete = new CompletableFuture<>();
         /** Not all of its pushes went out (this node is stopping): it never completes. */
         volatile boolean abandoned;
-        private int waiting = 1;
 
         Chunk(String cursor) {
+            super(clock);
             this.cursor = cursor;
         }
 
@@ -120,38 +118,14 @@ final class FanOut {
             rows.add(row);
         }
 
-        synchronized void expect(int outcomes) {
-            waiting += outcomes;
+        @Override
+        void record(DeliveryStore.ClaimedPush push, DeliveryStore.Outcome row) {
+            rows.add(row);
         }
 
-        void settle(DeliveryStore.ClaimedPush push, PushDispatcher.Settled outcome) {
-            synchronized (this) {
-                if (outcome == null) {
-                    // the dispatcher always settles; were it not to, the push is tried again
-                    rows.add(new DeliveryStore.Outcome(push.userId(), push.installationId(), 1, "queued", "internal",
-                            clock.instant()));
-                } else {
-                    DeliveryStore.Finished f = outcome.finished();
-                    rows.add(new DeliveryStore.Outcome(push.userId(), push.installationId(), f.attempts(), f.status(),
-                            f.reason(), f.nextAttemptAt()));
-                    settled.add(outcome);
-                    if (outcome.deadToken() != null) {
-                        dead.add(outcome.deadToken());
-                    }
-                }
-            }
-            sent();
-        }
-
-        /** One outcome (or the sending) less to wait for. */
-        void sent() {
-            boolean done;
-            synchronized (this) {
-                done = --waiting == 0;
-            }
-            if (done) {
-                complete.complete(null);
-            }
+        @Override
+        void allIn() {
+            complete.complete(null);
         }
     }
 

@@ -89,14 +89,11 @@ public class PushWorker implements AutoCloseable {
     private void claimLoop() {
         while (running) {
             try {
-                // room for a whole batch first, so that what is claimed is sent at once
-                capacity.acquire(CLAIM_BATCH);
-                List<DeliveryStore.ClaimedPush> claimed;
-                try {
-                    claimed = store.claimDue(clock.instant(), LEASE, CLAIM_BATCH);
-                } finally {
-                    capacity.release(CLAIM_BATCH);
-                }
+                // no more than there is room for, so that what is claimed is sent at once; the room is
+                // not held while claiming (pushes handed over meanwhile may take it: then this waits)
+                int room = Math.min(CLAIM_BATCH, capacity.availablePermits());
+                List<DeliveryStore.ClaimedPush> claimed = room == 0 ? List.of()
+                        : store.claimDue(clock.instant(), LEASE, room);
                 if (claimed.isEmpty()) {
                     signals.pushes.await(poll);
                     continue;

@@ -56,6 +56,10 @@ public class PushesFirst implements AutoCloseable {
     private final BlockingQueue<Pending> complete = new LinkedBlockingQueue<>();
     /** Notifications sent and not yet written (or queued). */
     private final Set<Pending> open = ConcurrentHashMap.newKeySet();
+    /** Their devices: at most as many as the pushes a node holds in flight ({@code herald.delivery.in-flight}). */
+    private final java.util.concurrent.atomic.AtomicInteger unwritten = new java.util.concurrent.atomic.AtomicInteger();
+    /** Calls of {@link #send} under way: a node stopping writes or queues what they sent too. */
+    private final java.util.concurrent.atomic.AtomicInteger sending = new java.util.concurrent.atomic.AtomicInteger();
     private final Thread writer;
     private volatile boolean running = true;
 
@@ -76,53 +80,27 @@ public class PushesFirst implements AutoCloseable {
     }
 
     /** A notification sent, its outcomes as they come in (from any thread). */
-    private final class Pending {
+    private final class Pending extends UnwrittenOutcomes {
         final Send send;
         final Instant sentAt;
         /** Each device's delivery, by installation id, once it has its outcome. */
         final Map<String, DeliveryStore.Outcome> rows = new LinkedHashMap<>();
-        final List<PushDispatcher.Settled> settled = new ArrayList<>();
-        final List<DeliveryStore.DeadToken> dead = new ArrayList<>();
-        /** Outcomes to wait for, and one for the sending itself. */
-        private int waiting = 1;
 
         Pending(Send send, Instant sentAt) {
+            super(clock);
             this.send = send;
             this.sentAt = sentAt;
         }
 
-        synchronized void expect(int outcomes) {
-            waiting += outcomes;
+        @Override
+        void record(DeliveryStore.ClaimedPush push, DeliveryStore.Outcome row) {
+            rows.put(push.installationId(), row);
         }
 
-        void settle(DeliveryStore.ClaimedPush push, PushDispatcher.Settled outcome) {
-            synchronized (this) {
-                if (outcome == null) {
-                    // the dispatcher always settles; were it not to, the push is tried again
-                    rows.put(push.installationId(), new DeliveryStore.Outcome(push.userId(), push.installationId(), 1,
-                            "queued", "internal", clock.instant()));
-                } else {
-                    DeliveryStore.Finished f = outcome.finished();
-                    rows.put(push.installationId(), new DeliveryStore.Outcome(push.userId(), push.installationId(),
-                            f.attempts(), f.status(), f.reason(), f.nextAttemptAt()));
-                    settled.add(outcome);
-                    if (outcome.deadToken() != null) {
-                        dead.add(outcome.deadToken());
-                    }
-                }
-            }
-            sent();
-        }
-
-        /** One outcome (or the sending) less to wait for; the last puts the notification up for writing. */
-        void sent() {
-            boolean done;
-            synchronized (this) {
-                done = --waiting == 0;
-            }
-            if (done) {
-                complete.add(this);
-            }
+        /** The last outcome puts the notification up for writing. */
+        @Override
+        void allIn() {
+            complete.add(this);
         }
 
         /** Its deliveries: the outcomes in, and the devices still without one queued, due at {@code now}. */
@@ -138,47 +116,76 @@ public class PushesFirst implements AutoCloseable {
     }
 
     /**
-     * Sends these notifications' pushes, once their accepting transaction committed. Those that find no
-     * room among the pushes in flight are queued. Never throws.
+     * Sends these notifications' pushes, once their accepting transaction committed. Queued instead
+     * (their deliveries written {@code queued}, due now): those that find no room among the pushes in
+     * flight or among those sent and not yet written ({@code herald.delivery.in-flight} each), those
+     * whose job's lease is half gone already, and all of them once this node stops. Never throws.
      */
     public void send(List<Send> sends) {
         if (sends.isEmpty()) {
             return;
         }
-        Instant now = clock.instant();
-        List<Pending> pending = new ArrayList<>(sends.size());
-        List<List<DeliveryStore.ClaimedPush>> groups = new ArrayList<>(sends.size());
-        Map<String, NotificationPlans.Plan> plans = new HashMap<>();
-        Map<String, Pending> byNotification = new HashMap<>();
-        for (Send send : sends) {
-            Pending p = new Pending(send, now);
-            List<DeliveryStore.ClaimedPush> outgoing = new ArrayList<>(send.devices().size());
-            for (DeliveryStore.Recipient device : send.devices()) {
-                if (device.token() == null) {
-                    p.rows.put(device.installationId(), new DeliveryStore.Outcome(device.userId(),
-                            device.installationId(), 0, "failed", "no_token", null));
-                } else {
-                    outgoing.add(pushes.unwritten(send.notification().id(), device));
-                }
-            }
-            p.expect(outgoing.size());
-            plans.put(send.notification().id(), pushes.plan(send.notification()));
-            byNotification.put(send.notification().id(), p);
-            pending.add(p);
-            groups.add(outgoing);
-        }
-        open.addAll(pending);
-        int went = 0;
+        sending.incrementAndGet();
         try {
-            went = pushes.sendUnwrittenNow(groups, plans::get,
-                    (push, settled) -> byNotification.get(push.notificationId()).settle(push, settled));
-        } catch (RuntimeException e) {
-            LOG.warn("Sending {} notifications failed; they are queued: {}", sends.size(), e.toString());
+            Instant now = clock.instant();
+            List<Pending> pending = new ArrayList<>(sends.size());
+            List<List<DeliveryStore.ClaimedPush>> groups = new ArrayList<>(sends.size());
+            Map<String, NotificationPlans.Plan> plans = new HashMap<>();
+            Map<String, Pending> byNotification = new HashMap<>();
+            for (Send send : sends) {
+                Pending p = new Pending(send, now);
+                List<DeliveryStore.ClaimedPush> outgoing = new ArrayList<>(send.devices().size());
+                for (DeliveryStore.Recipient device : send.devices()) {
+                    if (device.token() == null) {
+                        p.rows.put(device.installationId(), new DeliveryStore.Outcome(device.userId(),
+                                device.installationId(), 0, "failed", "no_token", null));
+                    } else {
+                        outgoing.add(pushes.unwritten(send.notification().id(), device));
+                    }
+                }
+                p.expect(outgoing.size());
+                plans.put(send.notification().id(), pushes.plan(send.notification()));
+                byNotification.put(send.notification().id(), p);
+                pending.add(p);
+                groups.add(outgoing);
+            }
+            // those that may go: in order, while this node runs, their lease has time and the unwritten have room
+            int taking = 0;
+            int reserved = 0;
+            while (running && taking < pending.size()) {
+                Pending p = pending.get(taking);
+                int devices = p.send.devices().size();
+                if (Duration.between(p.send.notification().createdAt(), now).compareTo(PushWorker.LEASE.dividedBy(2)) > 0
+                        || unwritten.get() + reserved + devices > pushes.inFlight()) {
+                    break;
+                }
+                reserved += devices;
+                taking++;
+            }
+            unwritten.addAndGet(reserved);
+            open.addAll(pending.subList(0, taking));
+            int went = 0;
+            try {
+                went = pushes.sendUnwrittenNow(groups.subList(0, taking), plans::get,
+                        (push, settled) -> byNotification.get(push.notificationId()).settle(push, settled));
+            } catch (RuntimeException e) {
+                LOG.warn("Sending {} notifications failed; they are queued: {}", sends.size(), e.toString());
+            }
+            pending.subList(0, went).forEach(Pending::sent);
+            List<Pending> noRoom = List.copyOf(pending.subList(went, pending.size()));
+            noRoom.forEach(this::leave);
+            if (!noRoom.isEmpty()) {
+                queue(noRoom);
+            }
+        } finally {
+            sending.decrementAndGet();
         }
-        pending.subList(0, went).forEach(Pending::sent);
-        List<Pending> noRoom = pending.subList(went, pending.size());
-        if (!noRoom.isEmpty()) {
-            queue(List.copyOf(noRoom));
+    }
+
+    /** A notification is written (or queued, or left to its lease): its room among the unwritten is free. */
+    private void leave(Pending p) {
+        if (open.remove(p)) {
+            unwritten.addAndGet(-p.send.devices().size());
         }
     }
 
@@ -189,34 +196,57 @@ public class PushesFirst implements AutoCloseable {
      */
     private void queue(List<Pending> pending) {
         try {
-            write(pending);
+            written(pending, write(pending));
             signals.wakePushes();
         } catch (RuntimeException e) {
             LOG.warn("Could not queue {} notifications; they are sent again once their lease ends: {}",
                     pending.size(), e.toString());
         } finally {
-            pending.forEach(open::remove);
+            pending.forEach(this::leave);
         }
     }
 
-    /** Ends the notifications' jobs still this node's and inserts their deliveries, in one transaction. */
-    private void write(List<Pending> pending) {
+    /**
+     * Ends the notifications' jobs still this node's and inserts their deliveries, in one transaction;
+     * answers the notifications written (a job no longer this node's was taken over when its lease ran
+     * out, or went with its notification: its deliveries are not this node's to write).
+     */
+    private Set<String> write(List<Pending> pending) {
         Instant now = clock.instant();
         Map<String, List<DeliveryStore.Outcome>> rows = new LinkedHashMap<>();
         pending.forEach(p -> rows.put(p.send.notification().id(), p.rows(now)));
-        transactions.executeWrite(status -> {
+        return transactions.executeWrite(status -> {
             Set<String> ours = store.endJobs(pending.stream().map(p -> p.send.job()).toList());
-            // a job no longer this node's was taken over (its lease ran out) or went with its notification
             rows.keySet().retainAll(ours);
             store.insertOutcomes(rows, now);
-            return null;
+            return ours;
         });
+    }
+
+    /** Counts the outcomes of the notifications written and clears the tokens their gateways called dead. */
+    private void written(List<Pending> pending, Set<String> ours) {
+        List<PushDispatcher.Settled> settled = new ArrayList<>();
+        List<DeliveryStore.DeadToken> dead = new ArrayList<>();
+        for (Pending p : pending) {
+            if (ours.contains(p.send.notification().id())) {
+                synchronized (p) {
+                    settled.addAll(p.settled);
+                    dead.addAll(p.dead);
+                }
+            }
+        }
+        pushes.count(settled);
+        try {
+            pushes.clearDead(dead, clock.instant());
+        } catch (RuntimeException e) {
+            LOG.warn("Could not clear {} dead tokens: {}", dead.size(), e.toString());
+        }
     }
 
     private void writeLoop() {
         List<Pending> batch = new ArrayList<>();
         long stopBy = 0;
-        while (running || !open.isEmpty()) {
+        while (running || !open.isEmpty() || sending.get() > 0) {
             if (!running) {
                 if (stopBy == 0) {
                     stopBy = System.nanoTime() + FanOut.STOP_WAIT.toNanos();
@@ -235,6 +265,10 @@ public class PushesFirst implements AutoCloseable {
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 break;
+            } catch (RuntimeException e) {
+                // unforeseen: these notifications are sent again once their lease ends
+                LOG.warn("Writing the deliveries of {} notifications failed: {}", batch.size(), e.toString());
+                batch.forEach(this::leave);
             } finally {
                 batch.clear();
             }
@@ -267,37 +301,25 @@ public class PushesFirst implements AutoCloseable {
      * job's lease has half of it left (after that, any node's router sends them again).
      */
     private void writeWritten(List<Pending> batch) throws InterruptedException {
-        while (true) {
-            try {
-                write(batch);
-                break;
-            } catch (RuntimeException e) {
-                Instant oldest = batch.stream().map(p -> p.sentAt).min(Instant::compareTo).orElseThrow();
-                if (!running || Duration.between(oldest, clock.instant()).compareTo(PushWorker.LEASE.dividedBy(2)) > 0) {
-                    LOG.warn("Could not write the deliveries of {} notifications; they are sent again once their "
-                            + "lease ends: {}", batch.size(), e.toString());
-                    batch.forEach(open::remove);
-                    return;
-                }
-                LOG.warn("Writing the deliveries of {} notifications failed; retrying shortly: {}", batch.size(),
-                        e.toString());
-                TimeUnit.SECONDS.sleep(1); // on the writer's own thread
-            }
-        }
-        List<PushDispatcher.Settled> settled = new ArrayList<>();
-        List<DeliveryStore.DeadToken> dead = new ArrayList<>();
-        for (Pending p : batch) {
-            synchronized (p) {
-                settled.addAll(p.settled);
-                dead.addAll(p.dead);
-            }
-            open.remove(p);
-        }
-        pushes.count(settled);
         try {
-            pushes.clearDead(dead, clock.instant());
-        } catch (RuntimeException e) {
-            LOG.warn("Could not clear {} dead tokens: {}", dead.size(), e.toString());
+            while (true) {
+                try {
+                    written(batch, write(batch));
+                    return;
+                } catch (RuntimeException e) {
+                    Instant oldest = batch.stream().map(p -> p.sentAt).min(Instant::compareTo).orElseThrow();
+                    if (!running || Duration.between(oldest, clock.instant()).compareTo(PushWorker.LEASE.dividedBy(2)) > 0) {
+                        LOG.warn("Could not write the deliveries of {} notifications; they are sent again once their "
+                                + "lease ends: {}", batch.size(), e.toString());
+                        return;
+                    }
+                    LOG.warn("Writing the deliveries of {} notifications failed; retrying shortly: {}", batch.size(),
+                            e.toString());
+                    TimeUnit.SECONDS.sleep(1); // on the writer's own thread
+                }
+            }
+        } finally {
+            batch.forEach(this::leave);
         }
     }
 

@@ -110,19 +110,17 @@ class AcceptWriter implements AutoCloseable {
         List<Pending> batch = new ArrayList<>(MAX_BATCH);
         while (running) {
             try {
-                if (!backlog.tryAcquire(200, TimeUnit.MILLISECONDS)) {
+                // a permit may outlast its backlog (the first writer took it meanwhile)
+                if (!backlog.tryAcquire(200, TimeUnit.MILLISECONDS) || queue.size() < helpFrom) {
                     continue;
                 }
                 queue.drainTo(batch, MAX_BATCH);
                 if (!batch.isEmpty()) {
-                    write(List.copyOf(batch));
+                    writeOrFail(batch);
                 }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return;
-            } catch (RuntimeException e) {
-                LOG.error("Accepting a batch of notifications failed", e);
-                batch.forEach(p -> p.answer().completeExceptionally(e));
             } finally {
                 batch.clear();
             }
@@ -139,16 +137,23 @@ class AcceptWriter implements AutoCloseable {
                 }
                 batch.add(first);
                 queue.drainTo(batch, MAX_BATCH - 1);
-                write(List.copyOf(batch));
+                writeOrFail(batch);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return;
-            } catch (RuntimeException e) {
-                LOG.error("Accepting a batch of notifications failed", e);
-                batch.forEach(p -> p.answer().completeExceptionally(e));
             } finally {
                 batch.clear();
             }
+        }
+    }
+
+    /** Writes a batch; what fails unforeseen fails each of its requests. */
+    private void writeOrFail(List<Pending> batch) {
+        try {
+            write(List.copyOf(batch));
+        } catch (RuntimeException e) {
+            LOG.error("Accepting a batch of notifications failed", e);
+            batch.forEach(p -> p.answer().completeExceptionally(e));
         }
     }
 
