@@ -183,7 +183,9 @@ class DirectNotificationTest extends GatewayTest {
                     request("GET", "/v1/notifications/ntf_" + "1".repeat(32), null),
                     request("POST", "/v1/notifications", bad),
                     request("POST", "/v1/notifications", alsoGood)));
-            return direct() >= before[0] + 2;
+            // the first served directly; the last mostly goes to Micronaut too (read while Micronaut still
+            // owes the answers before it): either way the answers must come in order
+            return direct() >= before[0] + 1;
         });
 
         assertThat(answers).extracting(Raw::status).containsExactly(202, 404, 400, 202);
