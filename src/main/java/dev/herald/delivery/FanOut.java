@@ -328,12 +328,7 @@ final class FanOut {
     private void written(Chunk chunk, Instant now) {
         renewedAt = now;
         written = chunk.cursor;
-        pushes.count(chunk.settled);
-        try {
-            pushes.clearDead(chunk.dead, now);
-        } catch (RuntimeException e) {
-            LOG.warn("Could not clear {} dead tokens: {}", chunk.dead.size(), e.toString());
-        }
+        pushes.recorded(chunk.settled, chunk.dead, now);
     }
 
     /**

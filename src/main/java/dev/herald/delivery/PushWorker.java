@@ -326,6 +326,19 @@ public class PushWorker implements AutoCloseable {
                 "status", key.get(1), "reason", key.get(2)).increment(n));
     }
 
+    /**
+     * Once pushes sent before their deliveries existed are written: counts their outcomes and clears the
+     * tokens their gateways called dead (a failure to clear is logged; the next push finds them dead again).
+     */
+    void recorded(Collection<PushDispatcher.Settled> settled, List<DeliveryStore.DeadToken> dead, Instant now) {
+        count(settled);
+        try {
+            clearDead(dead, now);
+        } catch (RuntimeException e) {
+            LOG.warn("Could not clear {} dead tokens: {}", dead.size(), e.toString());
+        }
+    }
+
     /** Clears the tokens gateways called dead (compare-and-clear) and counts those cleared. */
     void clearDead(List<DeliveryStore.DeadToken> dead, Instant now) {
         if (!dead.isEmpty()) {

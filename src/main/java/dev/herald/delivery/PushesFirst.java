@@ -235,12 +235,7 @@ public class PushesFirst implements AutoCloseable {
                 }
             }
         }
-        pushes.count(settled);
-        try {
-            pushes.clearDead(dead, clock.instant());
-        } catch (RuntimeException e) {
-            LOG.warn("Could not clear {} dead tokens: {}", dead.size(), e.toString());
-        }
+        pushes.recorded(settled, dead, clock.instant());
     }
 
     private void writeLoop() {

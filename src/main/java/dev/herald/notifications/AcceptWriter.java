@@ -43,7 +43,7 @@ class AcceptWriter implements AutoCloseable {
 
     private static final Logger LOG = LoggerFactory.getLogger(AcceptWriter.class);
     static final int MAX_BATCH = 256;
-    /** Requests waiting from which a second writer takes a batch too (see {@link #help}), unless configured. */
+    /** Requests waiting from which a second writer takes a batch too (see {@link #run}), unless configured. */
     static final int HELP_FROM = 32;
 
     private final NotificationService service;
@@ -75,7 +75,8 @@ class AcceptWriter implements AutoCloseable {
         this.batchSizes = DistributionSummary.builder("herald.notifications.accept.batch")
                 .description("Notifications accepted per transaction").register(meters);
         for (int i = 0; i < Math.max(1, writerCount); i++) {
-            Thread writer = new Thread(i == 0 ? this::run : this::help, "notification-writer-" + i);
+            boolean helping = i > 0;
+            Thread writer = new Thread(() -> run(helping), "notification-writer-" + i);
             writer.setDaemon(true);
             writers.add(writer);
         }
@@ -101,43 +102,32 @@ class AcceptWriter implements AutoCloseable {
     }
 
     /**
-     * A second writer (and any after it) takes a batch only once {@link #HELP_FROM} requests wait, that
-     * is, when they pile up behind the first writer's commit: under lighter load one writer keeps
-     * PostgreSQL's transactions fewer and larger, which leaves it quicker for everything else (a call's
-     * round trip waited twice as long at p99 with two writers always taking turns).
+     * A writer's loop. The first takes whatever waits, as soon as anything does, and drains the queue
+     * when this node stops. A second writer (and any after it, {@code helping}) takes a batch only once
+     * {@link #HELP_FROM} requests wait, that is, when they pile up behind the first writer's commit: under
+     * lighter load one writer keeps PostgreSQL's transactions fewer and larger, which leaves it quicker for
+     * everything else (a call's round trip waited twice as long at p99 with two writers always taking turns).
      */
-    private void help() {
+    private void run(boolean helping) {
         List<Pending> batch = new ArrayList<>(MAX_BATCH);
-        while (running) {
+        while (running || !helping && !queue.isEmpty()) {
             try {
-                // a permit may outlast its backlog (the first writer took it meanwhile)
-                if (!backlog.tryAcquire(200, TimeUnit.MILLISECONDS) || queue.size() < helpFrom) {
-                    continue;
+                if (helping) {
+                    // a permit may outlast its backlog (the first writer took it meanwhile)
+                    if (!backlog.tryAcquire(200, TimeUnit.MILLISECONDS) || queue.size() < helpFrom) {
+                        continue;
+                    }
+                } else {
+                    Pending first = queue.poll(200, TimeUnit.MILLISECONDS);
+                    if (first == null) {
+                        continue;
+                    }
+                    batch.add(first);
                 }
-                queue.drainTo(batch, MAX_BATCH);
+                queue.drainTo(batch, MAX_BATCH - batch.size());
                 if (!batch.isEmpty()) {
                     writeOrFail(batch);
                 }
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return;
-            } finally {
-                batch.clear();
-            }
-        }
-    }
-
-    private void run() {
-        List<Pending> batch = new ArrayList<>(MAX_BATCH);
-        while (running || !queue.isEmpty()) {
-            try {
-                Pending first = queue.poll(200, TimeUnit.MILLISECONDS);
-                if (first == null) {
-                    continue;
-                }
-                batch.add(first);
-                queue.drainTo(batch, MAX_BATCH - 1);
-                writeOrFail(batch);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return;

@@ -120,50 +120,14 @@ public class NotificationService {
         return Arrays.asList(answers);
     }
 
-    private List<Accepted> acceptPlainDeviceSends(List<Incoming> sends) {
-        if (pushesFirst.isPresent()) {
-            return acceptPushesFirst(sends);
-        }
-        int n = sends.size();
-        String[] ids = new String[n];
-        List<DeliveryStore.DeviceTarget> targets = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            ids[i] = newId();
-            Incoming in = sends.get(i);
-            if (in.request().channels().contains(Channel.PUSH)) {
-                for (String installation : in.request().target().ids()) {
-                    targets.add(new DeliveryStore.DeviceTarget(ids[i], in.key().appId(), installation));
-                }
-            }
-        }
-        Instant now = sends.get(sends.size() - 1).now();
-        // with no push worker on this node, the pushes are due at once for whichever node claims them
-        Instant leasedUntil = pushes.isPresent() ? now.plus(PushWorker.LEASE) : now;
-        DeliveryStore.BatchRouted routed = deliveries.enqueueDeviceBatch(targets, now, leasedUntil);
-        List<NotificationStore.NewNotification> rows = new ArrayList<>(n);
-        List<Accepted> answers = new ArrayList<>(n);
-        for (int i = 0; i < n; i++) {
-            Incoming in = sends.get(i);
-            int recipients = routed.matched().getOrDefault(ids[i], 0);
-            Instant expiresAt = in.now().plusSeconds(in.request().ttlSeconds());
-            rows.add(new NotificationStore.NewNotification(ids[i], in.key().appId(), in.key().test(), in.body(),
-                    "routing", recipients, true, in.now(), expiresAt, in.now()));
-            StoredNotification stored = new StoredNotification(ids[i], in.key().appId(), in.key().test(), in.request(),
-                    "routing", recipients, true, in.now(), expiresAt, in.now());
-            answers.add(new Accepted(ids[i], "accepted", recipients, false, true, stored,
-                    pushes.isPresent() ? routed.leased().getOrDefault(ids[i], List.of()) : List.of()));
-        }
-        notifications.insertBatch(rows);
-        return answers;
-    }
-
     /**
-     * Plain device sends on a node that sends pushes: the notifications and a routing job each, claimed
-     * by this node (the promise), and no delivery yet: {@link PushesFirst} sends their pushes once this
-     * commits and writes each delivery once, with its outcome. A notification none of whose devices
-     * exist gets no job: it is done.
+     * Plain device sends. On a node that sends pushes they go pushes first: the notifications and a
+     * routing job each, claimed by this node (the promise), and no delivery yet; {@link PushesFirst} sends
+     * their pushes once this commits and writes each delivery once, with its outcome (a notification none
+     * of whose devices exist gets no job: it is done). On a node without a push worker their deliveries
+     * are written queued, due at once for whichever node claims them.
      */
-    private List<Accepted> acceptPushesFirst(List<Incoming> sends) {
+    private List<Accepted> acceptPlainDeviceSends(List<Incoming> sends) {
         int n = sends.size();
         String[] ids = new String[n];
         List<DeliveryStore.DeviceTarget> targets = new ArrayList<>();
@@ -173,14 +137,18 @@ public class NotificationService {
                 targets.add(new DeliveryStore.DeviceTarget(ids[i], sends.get(i).key().appId(), installation));
             }
         }
-        Map<String, List<DeliveryStore.Recipient>> devices = deliveries.devicesOf(targets);
+        Instant now = sends.get(n - 1).now();
+        boolean first = pushesFirst.isPresent();
+        Map<String, List<DeliveryStore.Recipient>> devices = first ? deliveries.devicesOf(targets) : Map.of();
+        DeliveryStore.BatchRouted queued = first ? null : deliveries.enqueueDeviceBatch(targets, now, now);
         List<NotificationStore.NewNotification> rows = new ArrayList<>(n);
         List<StoredNotification> stored = new ArrayList<>(n);
         for (int i = 0; i < n; i++) {
             Incoming in = sends.get(i);
-            int recipients = devices.getOrDefault(ids[i], List.of()).size();
-            // routed: every delivery exists (none when no device matched); else its job's end says so
-            boolean routed = recipients == 0;
+            int recipients = first ? devices.getOrDefault(ids[i], List.of()).size()
+                    : queued.matched().getOrDefault(ids[i], 0);
+            // routed: every delivery exists; a device send's job's end says so instead
+            boolean routed = !first || recipients == 0;
             Instant expiresAt = in.now().plusSeconds(in.request().ttlSeconds());
             rows.add(new NotificationStore.NewNotification(ids[i], in.key().appId(), in.key().test(), in.body(),
                     "routing", recipients, routed, in.now(), expiresAt, in.now()));
@@ -188,8 +156,8 @@ public class NotificationService {
                     recipients, routed, in.now(), expiresAt, in.now()));
         }
         notifications.insertBatch(rows);
-        Instant now = sends.get(n - 1).now();
-        Map<String, DeliveryStore.Job> jobs = deliveries.insertClaimedJobs(devices.keySet(), now.plus(PushWorker.LEASE));
+        Map<String, DeliveryStore.Job> jobs = first
+                ? deliveries.insertClaimedJobs(devices.keySet(), now.plus(PushWorker.LEASE)) : Map.of();
         List<Accepted> answers = new ArrayList<>(n);
         for (int i = 0; i < n; i++) {
             StoredNotification s = stored.get(i);

@@ -56,12 +56,6 @@ class CallsTest extends GatewayTest {
         return Map.of("herald.calls.deadline", "2s", "herald.webhook-allow-private", "true");
     }
 
-    private String register(String installationId, Map<String, Object> device) {
-        Api.Response r = api.put("/v1/devices/" + installationId, tenant.userToken(), device);
-        assertThat(r.status()).as(r.toString()).isIn(200, 201);
-        return installationId;
-    }
-
     /** An iPhone with both tokens; answers the VoIP token. */
     private String iphone(String installationId) {
         String voip = apnsToken();
@@ -94,10 +88,6 @@ class CallsTest extends GatewayTest {
             }
         }
         throw new AssertionError("no route for " + installationId + " in " + answer);
-    }
-
-    private List<FakeFcm.Send> fcmSendsTo(String token) {
-        return fcm.sends().stream().filter(s -> token.equals(s.message().path("token").asText())).toList();
     }
 
     private static JsonNode json(String payload) {

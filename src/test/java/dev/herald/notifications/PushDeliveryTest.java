@@ -39,12 +39,6 @@ class PushDeliveryTest extends GatewayTest {
     @jakarta.inject.Inject
     Sql sql;
 
-    private String register(String installationId, Map<String, Object> device) {
-        Api.Response r = api.put("/v1/devices/" + installationId, tenant.userToken(), device);
-        assertThat(r.status()).as(r.toString()).isIn(200, 201);
-        return installationId;
-    }
-
     private JsonNode awaitStatus(String id, String status) {
         JsonNode[] last = new JsonNode[1];
         await().atMost(DEADLINE).untilAsserted(() -> {

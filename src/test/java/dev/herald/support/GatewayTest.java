@@ -8,6 +8,7 @@ import org.junit.jupiter.api.TestInstance;
 
 import java.time.Duration;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 
 import static org.assertj.core.api.Assertions.assertThat;
@@ -75,6 +76,28 @@ public abstract class GatewayTest extends HeraldTest implements TestPropertyProv
         Api.Response accepted = api.post("/v1/notifications", tenant.key(), body);
         assertThat(accepted.status()).as(accepted.toString()).isEqualTo(202);
         return accepted.json().path("id").asText();
+    }
+
+    /** Registers a device of the tenant's user (201 or 200 asserted); answers its installation id. */
+    protected String register(String installationId, Map<String, Object> device) {
+        Api.Response r = api.put("/v1/devices/" + installationId, tenant.userToken(), device);
+        assertThat(r.status()).as(r.toString()).isIn(200, 201);
+        return installationId;
+    }
+
+    /** Each delivery of a notification's status by installation id; fails on a second one for an installation. */
+    protected static Map<String, JsonNode> byInstallation(JsonNode status) {
+        Map<String, JsonNode> found = new HashMap<>();
+        for (JsonNode d : status.path("deliveries").path("items")) {
+            String installation = d.path("installationId").asText();
+            assertThat(found.put(installation, d)).as("a second delivery for " + installation).isNull();
+        }
+        return found;
+    }
+
+    /** The messages the FCM endpoint received for this token. */
+    protected List<FakeFcm.Send> fcmSendsTo(String token) {
+        return fcm.sends().stream().filter(s -> token.equals(s.message().path("token").asText())).toList();
     }
 
     /** The notification (with its first 100 deliveries) once it is {@code done}, within 20 s. */
