@@ -79,6 +79,8 @@ public class CallService implements AutoCloseable {
     private final Timer stored;
     private final Timer acknowledged;
     private final Timer handed;
+    private final Timer picked;
+    private final Timer read;
 
     CallService(CallStore store, CallRinger ringer, DeliveryStore deliveries, NotificationService notifications,
                 WorkSignals signals, LiveHub live, AppGateways gateways, dev.herald.webhooks.WebhookStore webhooks,
@@ -114,6 +116,12 @@ public class CallService implements AutoCloseable {
         this.handed = Timer.builder("herald.calls.stage").tag("stage", "handed")
                 .description("A new call: from its request to its messages handed to the gateways")
                 .publishPercentiles(0.5, 0.99, 0.999).register(meters);
+        this.picked = Timer.builder("herald.calls.stage").tag("stage", "picked")
+                .description("A new call: from its request to a calls thread taking it up")
+                .publishPercentiles(0.5, 0.99, 0.999).register(meters);
+        this.read = Timer.builder("herald.calls.stage").tag("stage", "read")
+                .description("A new call: from its request to its lock taken and the callee's devices read")
+                .publishPercentiles(0.5, 0.99, 0.999).register(meters);
         this.acknowledged = Timer.builder("herald.calls.stage").tag("stage", "acknowledged")
                 .description("A new call: from its messages handed to the gateways to every acknowledgement")
                 .publishPercentiles(0.5, 0.99, 0.999).register(meters);
@@ -139,12 +147,14 @@ public class CallService implements AutoCloseable {
                 request.callerId(), request.callerName(), request.video(), request.ringSeconds(), now,
                 now.plusSeconds(request.ringSeconds()), null, null, null);
         return CompletableFuture.supplyAsync(() -> {
+                    picked.record(System.nanoTime() - started, TimeUnit.NANOSECONDS);
                     // Redis answers while PostgreSQL works
                     LiveHub.PresenceLookup presence = live.lookUp(List.of(call.callee()));
                     Ringing ringing = new Ringing();
                     CallStore.Started startedCall;
                     try {
                         startedCall = transactions.executeWrite(status -> store.start(call, devices -> {
+                            read.record(System.nanoTime() - started, TimeUnit.NANOSECONDS);
                             boolean present = presence.reach().get(call.callee()) != LiveHub.Reach.AWAY;
                             List<CallStore.Route> routes = plan(call, devices, present);
                             ringing.start(key, call, routes, started);

@@ -151,6 +151,12 @@ class CallsTest extends GatewayTest {
 
         String metrics = api.get("/metrics", null).body();
         assertThat(metrics).contains("herald_calls_routes_total").contains("herald_calls_handover_seconds");
+        for (String stage : List.of("picked", "read", "handed", "stored", "acknowledged")) {
+            assertThat(metrics.lines()
+                    .filter(l -> l.startsWith("herald_calls_stage_seconds_count{") && l.contains("stage=\"" + stage + "\""))
+                    .mapToDouble(l -> Double.parseDouble(l.substring(l.lastIndexOf(' ') + 1))))
+                    .as("calls timed at stage " + stage).singleElement().satisfies(n -> assertThat(n).isGreaterThanOrEqualTo(1));
+        }
         assertThat(metrics).doesNotContain(voip).doesNotContain(android);
     }
 
