@@ -117,7 +117,7 @@ public class CallService implements AutoCloseable {
                 .description("A new call: from its request to its messages handed to the gateways")
                 .publishPercentiles(0.5, 0.99, 0.999).register(meters);
         this.picked = Timer.builder("herald.calls.stage").tag("stage", "picked")
-                .description("A new call: from its request to a calls thread taking it up")
+                .description("Any post of a call (a repeated callId too): from its request to a calls thread taking it up")
                 .publishPercentiles(0.5, 0.99, 0.999).register(meters);
         this.read = Timer.builder("herald.calls.stage").tag("stage", "read")
                 .description("A new call: from its request to its lock taken and the callee's devices read")
