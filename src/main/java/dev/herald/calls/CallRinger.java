@@ -82,13 +82,24 @@ class CallRinger {
      */
     CompletableFuture<List<Outcome>> send(String appId, List<CallStore.Route> routes, PushContent content, String event,
                                          String callId) {
+        return all(sendEach(appId, routes, content, event, callId));
+    }
+
+    /** {@link #send}, answering each route's outcome as it comes. */
+    List<CompletableFuture<Outcome>> sendEach(String appId, List<CallStore.Route> routes, PushContent content,
+                                              String event, String callId) {
         long deadlineNanos = System.nanoTime() + deadline.toNanos();
         List<CompletableFuture<Outcome>> sent = new ArrayList<>(routes.size());
         for (CallStore.Route route : routes) {
             sent.add(send(appId, route, content, pushId(appId, callId, route, event), deadlineNanos));
         }
-        return CompletableFuture.allOf(sent.toArray(CompletableFuture[]::new))
-                .thenApply(done -> sent.stream().map(CompletableFuture::join).toList());
+        return sent;
+    }
+
+    /** The outcomes, in order, once all are known. */
+    static CompletableFuture<List<Outcome>> all(List<CompletableFuture<Outcome>> outcomes) {
+        return CompletableFuture.allOf(outcomes.toArray(CompletableFuture[]::new))
+                .thenApply(done -> outcomes.stream().map(CompletableFuture::join).toList());
     }
 
     private CompletableFuture<Outcome> send(String appId, CallStore.Route route, PushContent content, UUID pushId,
@@ -142,11 +153,13 @@ class CallRinger {
     }
 
     /**
-     * The push's id (APNs {@code apns-id}): derived from the call, the route and the event, so a message
-     * sent again is recognisable as the same one.
+     * The push's id (APNs {@code apns-id}): derived from the call, the route's device and the event, so a
+     * message sent again is recognisable as the same one (also when a call rang from memory before its
+     * routes were numbered).
      */
     static UUID pushId(String appId, String callId, CallStore.Route route, String event) {
-        return UUID.nameUUIDFromBytes((appId + "/" + callId + "/" + route.seq() + "/" + event)
+        String device = route.installationId() != null ? route.installationId() : "#" + route.seq();
+        return UUID.nameUUIDFromBytes((appId + "/" + callId + "/" + device + "/" + event)
                 .getBytes(java.nio.charset.StandardCharsets.UTF_8));
     }
 

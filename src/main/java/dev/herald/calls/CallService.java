@@ -9,6 +9,7 @@ import dev.herald.api.JsonBodies;
 import dev.herald.auth.Caller;
 import dev.herald.delivery.AppGateways;
 import dev.herald.delivery.DeliveryStore;
+import dev.herald.delivery.GatewayCredentials;
 import dev.herald.delivery.Priority;
 import dev.herald.delivery.PushContent;
 import dev.herald.delivery.PushKind;
@@ -34,6 +35,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -62,6 +64,10 @@ public class CallService implements AutoCloseable {
 
     private final CallStore store;
     private final CallRinger ringer;
+    private final CallDirectory directory;
+    /** The post of each callId being rung on this node; a later post of it waits for its turn. */
+    private final java.util.concurrent.ConcurrentHashMap<String, CompletableFuture<Void>> turns =
+            new java.util.concurrent.ConcurrentHashMap<>();
     private final DeliveryStore deliveries;
     private final NotificationService notifications;
     private final WorkSignals signals;
@@ -82,13 +88,14 @@ public class CallService implements AutoCloseable {
     private final Timer picked;
     private final Timer read;
 
-    CallService(CallStore store, CallRinger ringer, DeliveryStore deliveries, NotificationService notifications,
+    CallService(CallStore store, CallRinger ringer, CallDirectory directory, DeliveryStore deliveries, NotificationService notifications,
                 WorkSignals signals, LiveHub live, AppGateways gateways, dev.herald.webhooks.WebhookStore webhooks,
                 StatsCounter stats,
                 TransactionOperations<Connection> transactions,
                 MeterRegistry meters, Clock clock, JsonBodies bodies, @Value("${herald.calls.threads:8}") int threads) {
         this.store = store;
         this.ringer = ringer;
+        this.directory = directory;
         this.deliveries = deliveries;
         this.notifications = notifications;
         this.signals = signals;
@@ -132,12 +139,15 @@ public class CallService implements AutoCloseable {
     }
 
     /**
-     * Rings the callee's devices, or answers the call already ringing under this callId. A new call
-     * rings as soon as its first round trip (the call's lock, then reads) decided it is new and read the
-     * callee's devices, while the call and its routes are stored and committed: a second post of the
-     * same callId waits for that commit on the lock, so it never rings twice. The answer still comes
-     * after the commit and the gateways' acknowledgements; should the call not be stored after it rang,
-     * the caller gets the error and what rang is sent call.ended (see {@link Ringing#cancel}).
+     * Rings the callee's devices, or answers the call already ringing under this callId. When this node
+     * knows the callee's devices and that the callId is new ({@link CallDirectory}), the call rings at
+     * once, on the thread that took the request. Either way the call's first round trip (its lock, then
+     * reads) decides whether it is new and reads the callee's devices: devices memory did not know ring
+     * then, devices memory rang that are no longer the callee's are sent call.ended at once, and the
+     * call and its routes are stored and committed. A second post of the same callId waits for that
+     * commit on the lock, so it never rings twice. The answer comes after the commit and the gateways'
+     * acknowledgements; should the call not be stored after it rang, the caller gets the error and what
+     * rang is sent call.ended (see {@link Ringing#cancel}).
      */
     CompletableFuture<Answer> ring(Caller.AppKey key, CallRequest request) {
         long started = System.nanoTime();
@@ -146,28 +156,23 @@ public class CallService implements AutoCloseable {
         CallStore.StoredCall call = new CallStore.StoredCall(key.appId(), request.callId(), key.test(), request.callee(),
                 request.callerId(), request.callerName(), request.video(), request.ringSeconds(), now,
                 now.plusSeconds(request.ringSeconds()), null, null, null);
-        return CompletableFuture.supplyAsync(() -> {
-                    picked.record(System.nanoTime() - started, TimeUnit.NANOSECONDS);
-                    // Redis answers while PostgreSQL works
-                    LiveHub.PresenceLookup presence = live.lookUp(List.of(call.callee()));
-                    Ringing ringing = new Ringing();
-                    CallStore.Started startedCall;
+        CallDirectory.Read began = directory.readBegins();
+        // posts of one callId on this node take turns, so one rung from memory is stored before the next looks
+        String turnKey = call.appId() + '/' + call.callId();
+        CompletableFuture<Void> turn = new CompletableFuture<>();
+        CompletableFuture<Void> ahead = turns.putIfAbsent(turnKey, turn);
+        Ringing ringing = new Ringing(ahead == null ? fromMemory(call) : null);
+        CompletableFuture<Void> go = ahead == null ? CompletableFuture.completedFuture(null)
+                : ahead.exceptionally(e -> null);
+        return go.thenApplyAsync(ignored -> {
                     try {
-                        startedCall = transactions.executeWrite(status -> store.start(call, devices -> {
-                            read.record(System.nanoTime() - started, TimeUnit.NANOSECONDS);
-                            boolean present = presence.reach().get(call.callee()) != LiveHub.Reach.AWAY;
-                            List<CallStore.Route> routes = plan(call, devices, present);
-                            ringing.start(key, call, routes, started);
-                            return routes;
-                        }));
-                    } catch (RuntimeException e) {
-                        ringing.cancel(call, e);
-                        throw e;
+                        return decide(key, call, ringing, began, started);
+                    } finally {
+                        if (ahead == null) {
+                            turns.remove(turnKey, turn);
+                            turn.complete(null);
+                        }
                     }
-                    if (startedCall.created()) {
-                        stored.record(System.nanoTime() - started, TimeUnit.NANOSECONDS);
-                    }
-                    return new Rung(startedCall, ringing);
                 }, executor)
                 .thenCompose(rung -> {
                     CallStore.Started startedCall = rung.started();
@@ -181,28 +186,185 @@ public class CallService implements AutoCloseable {
                 });
     }
 
+    /**
+     * The call's transaction, on a calls thread: decides whether the call is new, reads the callee's
+     * devices, rings what is not ringing yet (see {@link Ringing#start}) and stores the call.
+     */
+    private Rung decide(Caller.AppKey key, CallStore.StoredCall call, Ringing ringing, CallDirectory.Read began,
+                         long started) {
+        picked.record(System.nanoTime() - started, TimeUnit.NANOSECONDS);
+        // Redis answers while PostgreSQL works
+        LiveHub.PresenceLookup presence = live.lookUp(List.of(call.callee()));
+        CallStore.Started startedCall;
+        try {
+            startedCall = transactions.executeWrite(status -> store.start(call, devices -> {
+                read.record(System.nanoTime() - started, TimeUnit.NANOSECONDS);
+                directory.remember(call.appId(), call.callee(), devices, began);
+                boolean present = presence.reach().get(call.callee()) != LiveHub.Reach.AWAY;
+                List<CallStore.Route> routes = plan(call, devices, present);
+                ringing.start(key, call, routes, started);
+                return routes;
+            }));
+        } catch (RuntimeException e) {
+            ringing.cancel(call, e);
+            throw e;
+        }
+        if (startedCall.created()) {
+            stored.record(System.nanoTime() - started, TimeUnit.NANOSECONDS);
+        } else if (ringing.early != null) {
+            // another node stored this callId a moment ago, before its notice reached this one
+            memory(call.appId(), "duplicate");
+            LOG.warn("Call {} of app {} rang from memory, but another post of it was stored first; it answers that call",
+                    call.callId(), call.appId());
+        }
+        return new Rung(startedCall, ringing);
+    }
+
+    /**
+     * Completes once the post of this callId being rung on this node (if any) is stored: a call that
+     * rang from memory may not hold its lock yet, and a device declining it at once must find it.
+     */
+    private CompletableFuture<Void> afterPostsHere(String appId, String callId) {
+        CompletableFuture<Void> ahead = turns.get(appId + '/' + callId);
+        return ahead == null ? CompletableFuture.completedFuture(null) : ahead.exceptionally(e -> null);
+    }
+
+    /** How many requests wait for this node's post of the callId to be stored (for monitoring and tests). */
+    int waitingForPost(String appId, String callId) {
+        CompletableFuture<Void> ahead = turns.get(appId + '/' + callId);
+        return ahead == null ? 0 : ahead.getNumberOfDependents();
+    }
+
     /** A call stored and the messages it rang with. */
     private record Rung(CallStore.Started started, Ringing ringing) {
     }
 
-    /** The messages of a new call, sent before its transaction commits. */
+    /** A message a call sent from memory, before its routes were read. */
+    private record EarlyRing(CallStore.Route route, CompletableFuture<CallRinger.Outcome> outcome) {
+    }
+
+    /** What a call rang from memory (by {@link #routeKey}), and when it was handed over. */
+    private record Early(Map<String, EarlyRing> rung, long handedAt) {
+    }
+
+    private static String routeKey(CallStore.Route route) {
+        return route.installationId() + "\n" + route.token();
+    }
+
+    private void memory(String appId, String outcome) {
+        meters.counter("herald.calls.memory", "app", appId, "outcome", outcome).increment();
+    }
+
+    /**
+     * Rings the callee's devices from memory when this node knows them, knows the callId is new and has
+     * the app's credentials at hand; null otherwise (the call rings once PostgreSQL answered). Never
+     * blocks: this runs on the thread that took the request.
+     */
+    private Early fromMemory(CallStore.StoredCall call) {
+        if (call.test() || !directory.ready()) {
+            return null; // a test key's call sends nothing anyway
+        }
+        Optional<List<CallStore.CalleeDevice>> known = directory.devices(call.appId(), call.callee());
+        if (known.isEmpty()) {
+            memory(call.appId(), "callee_unknown");
+            return null;
+        }
+        List<CallStore.Route> routes = new ArrayList<>();
+        for (CallStore.CalleeDevice d : known.get()) {
+            Platform platform = Platform.fromWire(d.platform());
+            boolean ios = platform == Platform.IOS;
+            String token = ios ? d.voipToken() : d.pushToken();
+            if (token == null) {
+                continue;
+            }
+            Optional<Optional<GatewayCredentials>> credentials = gateways.credentialsIfCached(call.appId(), platform);
+            if (credentials.isEmpty()) {
+                memory(call.appId(), "credentials_unknown");
+                return null;
+            }
+            if (credentials.get().isPresent()) {
+                routes.add(new CallStore.Route(-1, d.installationId(), d.platform(), ios ? "voip" : "push", token,
+                        "sending", null, null, null));
+            }
+        }
+        if (!directory.claimNew(call.appId(), call.callId())) {
+            memory(call.appId(), "call_id_maybe_used");
+            return null;
+        }
+        List<CompletableFuture<CallRinger.Outcome>> outcomes = ringer.sendEach(call.appId(), routes, incoming(call),
+                "call.incoming", call.callId());
+        long handedAt = System.nanoTime();
+        Map<String, EarlyRing> rung = new LinkedHashMap<>();
+        for (int i = 0; i < routes.size(); i++) {
+            rung.put(routeKey(routes.get(i)), new EarlyRing(routes.get(i), outcomes.get(i)));
+        }
+        memory(call.appId(), "rang");
+        return new Early(rung, handedAt);
+    }
+
+    /** The messages of a new call: sent from memory, or before its transaction commits. */
     private final class Ringing {
 
+        private final Early early;
+        private boolean started;
         private List<CallStore.Route> sent = List.of();
         private CompletableFuture<List<CallRinger.Outcome>> outcomes = CompletableFuture.completedFuture(List.of());
         private boolean toStreams;
 
+        Ringing(Early early) {
+            this.early = early;
+        }
+
+        /**
+         * The call is new and these are its routes: the messages memory sent already count for their
+         * routes, the others go now, and what memory rang that is not a route any more is ended.
+         */
         void start(Caller.AppKey key, CallStore.StoredCall call, List<CallStore.Route> routes, long startedNanos) {
+            started = true;
             toStreams = routes.stream().anyMatch(r -> "live".equals(r.channel()));
             if (toStreams) {
                 live.publish(call.callee(), "call.incoming", null, LiveEvents.json(incoming(call).data()));
             }
             sent = routes.stream().filter(r -> "sending".equals(r.status())).toList();
+            Map<String, EarlyRing> left = early == null ? Map.of() : new LinkedHashMap<>(early.rung());
+            List<CompletableFuture<CallRinger.Outcome>> each = new ArrayList<>(sent.size());
+            List<CallStore.Route> late = new ArrayList<>();
+            for (CallStore.Route r : sent) {
+                EarlyRing rang = left.isEmpty() ? null : left.remove(routeKey(r));
+                each.add(rang == null ? null : rang.outcome());
+                if (rang == null) {
+                    late.add(r);
+                }
+            }
             long handedOver = System.nanoTime();
-            outcomes = ringer.send(key.appId(), sent, incoming(call), "call.incoming", call.callId())
-                    .whenComplete((done, failure) -> acknowledged.record(System.nanoTime() - handedOver,
-                            TimeUnit.NANOSECONDS));
-            handed.record(handedOver - startedNanos, TimeUnit.NANOSECONDS);
+            if (!late.isEmpty()) {
+                var lateOutcomes = ringer.sendEach(key.appId(), late, incoming(call), "call.incoming", call.callId()).iterator();
+                each.replaceAll(o -> o == null ? lateOutcomes.next() : o);
+                if (early != null) {
+                    memory(call.appId(), "rang_late");
+                }
+            } else if (early != null) {
+                handedOver = early.handedAt();
+            }
+            long handed = handedOver;
+            outcomes = CallRinger.all(each).whenComplete((done, failure) -> acknowledged.record(System.nanoTime() - handed,
+                    TimeUnit.NANOSECONDS));
+            CallService.this.handed.record(handed - startedNanos, TimeUnit.NANOSECONDS);
+            if (!left.isEmpty()) {
+                memory(call.appId(), "rang_stale");
+                LOG.info("Call {} of app {} rang {} device(s) from memory that are no longer the callee's; "
+                        + "they are sent call.ended", call.callId(), call.appId(), left.size());
+                endEarly(call, left.values(), EndReason.CANCELLED);
+            }
+        }
+
+        /** Sends call.ended to what rang from memory, once the gateways answered the ring. */
+        private void endEarly(CallStore.StoredCall call, java.util.Collection<EarlyRing> rang, EndReason reason) {
+            List<CallStore.Route> routes = rang.stream().map(EarlyRing::route).toList();
+            CallStore.StoredCall ended = call.endedAt(clock.instant(), reason.wire());
+            CallRinger.all(rang.stream().map(EarlyRing::outcome).toList())
+                    .whenCompleteAsync((done, error) -> ringer.send(call.appId(), routes, ended(ended), "call.ended",
+                            call.callId()), executor);
         }
 
         /**
@@ -211,6 +373,14 @@ public class CallService implements AutoCloseable {
          * ringing for a call nobody can end.
          */
         void cancel(CallStore.StoredCall call, RuntimeException failure) {
+            if (!started && early != null && !early.rung().isEmpty()) {
+                // rang from memory; PostgreSQL failed before the routes were read
+                LOG.warn("Call {} of app {} rang but could not be stored ({}); call.ended goes to what rang",
+                        call.callId(), call.appId(), failure.toString());
+                meters.counter("herald.calls.ended", "app", call.appId(), "reason", EndReason.CANCELLED.wire()).increment();
+                endEarly(call, early.rung().values(), EndReason.CANCELLED);
+                return;
+            }
             if (sent.isEmpty() && !toStreams) {
                 return;
             }
@@ -314,6 +484,10 @@ public class CallService implements AutoCloseable {
                 }
                 return null;
             });
+            if (!deadVoip.isEmpty() || !deadPush.isEmpty()) {
+                // this node's next call to the callee does not wait for the notice to leave the dead token out
+                directory.forget(call.appId(), call.callee());
+            }
         } catch (RuntimeException e) {
             // the call rang; only its record is behind: the answer still tells the caller what happened
             LOG.warn("Call {} of app {}: route outcomes not recorded: {}", call.callId(), call.appId(), e.toString());
@@ -328,7 +502,7 @@ public class CallService implements AutoCloseable {
      */
     CompletableFuture<Answer> end(Caller.AppKey key, String callId, EndReason reason) {
         long started = System.nanoTime();
-        return CompletableFuture.supplyAsync(() -> transactions.executeWrite(status -> {
+        return afterPostsHere(key.appId(), callId).thenApplyAsync(ignored -> transactions.executeWrite(status -> {
             store.awaitStored(key.appId(), callId);
             Instant now = clock.instant();
             var ended = store.end(key.appId(), callId, reason, now);
@@ -476,7 +650,7 @@ public class CallService implements AutoCloseable {
 
     /** A call as GET shows it, with its call.incoming routes. */
     CompletableFuture<Answer> find(Caller.AppKey key, String callId) {
-        return CompletableFuture.supplyAsync(() -> transactions.executeRead(status -> {
+        return afterPostsHere(key.appId(), callId).thenApplyAsync(ignored -> transactions.executeRead(status -> {
             store.awaitStored(key.appId(), callId);
             CallStore.StoredCall call = store.find(key.appId(), callId).orElseThrow(() -> ApiException.notFound("Call"));
             return new Answer(call, store.routes(key.appId(), callId), false);

@@ -50,7 +50,19 @@ public class AppGateways {
 
     /** The app's credentials for the platform's gateway, or empty when the app has none configured. */
     public Optional<GatewayCredentials> credentials(String appId, Platform platform) {
-        Optional<AppStore.StoredApp> app = cache.get(appId, apps::find);
+        return credentials(appId, cache.get(appId, apps::find), platform);
+    }
+
+    /**
+     * What {@link #credentials} would answer, without blocking: empty when the app is not in the cache
+     * just now. For event loops.
+     */
+    public Optional<Optional<GatewayCredentials>> credentialsIfCached(String appId, Platform platform) {
+        Optional<AppStore.StoredApp> app = cache.getIfPresent(appId);
+        return app == null ? Optional.empty() : Optional.of(credentials(appId, app, platform));
+    }
+
+    private static Optional<GatewayCredentials> credentials(String appId, Optional<AppStore.StoredApp> app, Platform platform) {
         return app.flatMap(a -> {
             JsonNode block = a.document().get(platform == Platform.IOS ? "apns" : "fcm");
             return block == null || block.isNull() ? Optional.empty()

@@ -51,6 +51,15 @@ class CallsTest extends GatewayTest {
     @Inject
     CallService calls;
 
+    @Inject
+    CallDirectory directory;
+
+    @Inject
+    javax.sql.DataSource dataSource;
+
+    @Inject
+    dev.herald.api.JsonBodies bodies;
+
     @Override
     protected Map<String, String> moreProperties() {
         return Map.of("herald.calls.deadline", "2s", "herald.webhook-allow-private", "true");
@@ -258,8 +267,7 @@ class CallsTest extends GatewayTest {
             // the callee declines at once: the decline waits for the call to be stored instead of a 404
             declined = CompletableFuture.supplyAsync(() -> api.delete("/v1/calls/" + callId + "?reason=declined",
                     tenant.key()));
-            await().atMost(DEADLINE).until(() -> sql.count("SELECT count(*) FROM pg_stat_activity"
-                    + " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'") == 1);
+            await().atMost(DEADLINE).until(() -> calls.waitingForPost(tenant.app(), callId) == 1);
             lock.rollback();
         }
         Api.Response rung = answer.get(DEADLINE.toSeconds(), TimeUnit.SECONDS);
@@ -552,5 +560,211 @@ class CallsTest extends GatewayTest {
         assertThat(api.get("/v1/calls/" + callId, other.key()).status()).isEqualTo(404);
         assertThat(api.delete("/v1/calls/" + callId, other.key()).status()).isEqualTo(404);
         assertThat(api.get("/v1/calls/" + callId, tenant.key()).json().path("status").asText()).isEqualTo("ringing");
+    }
+
+    /** The callee's devices as this node holds them in memory, once a call read them. */
+    private void awaitKnown(String userId, int devices) {
+        await().atMost(DEADLINE).until(() -> directory.devices(tenant.app(), userId).map(List::size).orElse(-1) == devices);
+    }
+
+    /** How many calls of the tenant's app had this outcome of ringing from memory. */
+    private double memory(String outcome) {
+        return api.get("/metrics", null).body().lines()
+                .filter(l -> l.startsWith("herald_calls_memory_total{") && l.contains("app=\"" + tenant.app() + "\"")
+                        && l.contains("outcome=\"" + outcome + "\""))
+                .mapToDouble(l -> Double.parseDouble(l.substring(l.lastIndexOf(' ') + 1))).sum();
+    }
+
+    private List<MockApns.Received> pushesOf(String token, String callId) {
+        return apns.receivedFor(token).stream().filter(p -> callId.equals(p.header("apns-collapse-id"))).toList();
+    }
+
+    @Test
+    void aCalleeCalledBeforeRingsFromMemoryWithTheSamePushes() {
+        String voip = iphone("iphone-mem-" + tenant.userId());
+        String android = fcmToken();
+        register("pixel-mem-" + tenant.userId(), androidDevice(tenant.app(), android));
+        await().atMost(DEADLINE).until(directory::ready);
+        ring(call("mem-1-" + tenant.userId(), tenant.userId(), 30));
+        awaitKnown(tenant.userId(), 2);
+        double rangBefore = memory("rang");
+
+        String callId = "mem-2-" + tenant.userId();
+        JsonNode answer = ring(call(callId, tenant.userId(), 30));
+
+        assertThat(memory("rang")).as("rang from memory").isEqualTo(rangBefore + 1);
+        assertThat(memory("rang_late")).as("nothing left for after the read").isZero();
+        assertThat(answer.path("routes")).hasSize(2).allSatisfy(r -> assertThat(r.path("status").asText()).isEqualTo("sent"));
+        List<MockApns.Received> pushes = pushesOf(voip, callId);
+        assertThat(pushes).as("once").hasSize(1);
+        MockApns.Received push = pushes.get(0);
+        assertThat(push.header("apns-topic")).isEqualTo(BUNDLE + ".voip");
+        assertThat(push.header("apns-push-type")).isEqualTo("voip");
+        assertThat(push.header("apns-priority")).isEqualTo("10");
+        JsonNode payload = json(push.payload());
+        assertThat(payload.path("type").asText()).isEqualTo("call.incoming");
+        assertThat(payload.path("callerName").asText()).isEqualTo("Ada Lovelace");
+        List<FakeFcm.Send> sends = fcmSendsTo(android).stream()
+                .filter(f -> callId.equals(f.message().at("/data/callId").asText())).toList();
+        assertThat(sends).hasSize(1);
+        assertThat(sends.get(0).message().at("/android/priority").asText()).isEqualToIgnoringCase("high");
+        assertThat(sends.get(0).message().at("/android/ttl").asText()).isEqualTo("30s");
+
+        // ended like any call: call.ended on the routes stored for it
+        Api.Response ended = api.delete("/v1/calls/" + callId + "?reason=declined", tenant.key());
+        assertThat(ended.json().path("routes")).allSatisfy(r -> assertThat(r.path("status").asText()).isEqualTo("sent"));
+        assertThat(pushesOf(voip, callId)).hasSize(2);
+        assertThat(json(pushesOf(voip, callId).get(1).payload()).path("reason").asText()).isEqualTo("declined");
+    }
+
+    @Test
+    void aDeviceThatLeftTheCalleeIsNotRungFromMemory() {
+        String kept = iphone("iphone-kept-" + tenant.userId());
+        String deleted = iphone("iphone-deleted-" + tenant.userId());
+        String moved = iphone("iphone-moved-" + tenant.userId());
+        await().atMost(DEADLINE).until(directory::ready);
+        ring(call("left-1-" + tenant.userId(), tenant.userId(), 30));
+        awaitKnown(tenant.userId(), 3);
+
+        // the user signs out of one phone, and another user signs in on a second one
+        assertThat(api.delete("/v1/devices/iphone-deleted-" + tenant.userId(), tenant.userToken()).status()).isEqualTo(204);
+        String stranger = "stranger-" + tenant.userId();
+        Map<String, Object> phone = iosDevice(tenant.app(), apnsToken());
+        phone.put("voipToken", moved);
+        Api.Response taken = api.put("/v1/devices/iphone-moved-" + tenant.userId(),
+                fixtures.userToken(tenant.key(), stranger), phone);
+        assertThat(taken.status()).as(taken.toString()).isIn(200, 201);
+        // PostgreSQL's notice reaches this node's memory
+        await().atMost(DEADLINE).until(() -> directory.devices(tenant.app(), tenant.userId()).isEmpty());
+
+        String callId = "left-2-" + tenant.userId();
+        JsonNode answer = ring(call(callId, tenant.userId(), 30));
+
+        assertThat(answer.path("routes")).hasSize(1);
+        assertThat(route(answer, "iphone-kept-" + tenant.userId()).path("status").asText()).isEqualTo("sent");
+        assertThat(pushesOf(kept, callId)).hasSize(1);
+        assertThat(pushesOf(deleted, callId)).as("signed out").isEmpty();
+        assertThat(pushesOf(moved, callId)).as("another user's phone now").isEmpty();
+        assertThat(memory("rang_stale")).isZero();
+    }
+
+    @Test
+    void memoryThatMissedAChangeIsSetRightByPostgresql() throws Exception {
+        String kept = iphone("iphone-a-" + tenant.userId());
+        String gone = iphone("iphone-b-" + tenant.userId());
+        await().atMost(DEADLINE).until(directory::ready);
+        ring(call("miss-1-" + tenant.userId(), tenant.userId(), 30));
+        awaitKnown(tenant.userId(), 2);
+        // changes whose notice never came (triggers off in this session, as a lost notice would leave memory)
+        String added = apnsToken();
+        try (Connection c = sql.connect(); Statement s = c.createStatement()) {
+            s.execute("SET session_replication_role = replica");
+            s.execute("DELETE FROM devices WHERE installation_id = 'iphone-b-" + tenant.userId() + "'");
+            s.execute("INSERT INTO devices (installation_id, app_id, user_id, platform, push_token, push_token_updated_at,"
+                    + " voip_token, voip_token_updated_at, created_at, updated_at, last_seen_at) VALUES ('iphone-c-"
+                    + tenant.userId() + "', '" + tenant.app() + "', '" + tenant.userId() + "', 'ios', '" + apnsToken()
+                    + "', now(), '" + added + "', now(), now(), now(), now())");
+        }
+        assertThat(directory.devices(tenant.app(), tenant.userId()).orElseThrow()).hasSize(2);
+
+        String callId = "miss-2-" + tenant.userId();
+        JsonNode answer = ring(call(callId, tenant.userId(), 30));
+
+        // the routes are what PostgreSQL holds: the device memory missed rang once it was read
+        assertThat(answer.path("routes")).hasSize(2);
+        assertThat(route(answer, "iphone-a-" + tenant.userId()).path("status").asText()).isEqualTo("sent");
+        assertThat(route(answer, "iphone-c-" + tenant.userId()).path("status").asText()).isEqualTo("sent");
+        assertThat(pushesOf(kept, callId)).hasSize(1);
+        assertThat(pushesOf(added, callId)).hasSize(1);
+        assertThat(memory("rang_late")).isEqualTo(1);
+        // the device that rang from memory but is no longer the callee's is told the call ended, at once
+        await().atMost(DEADLINE).until(() -> pushesOf(gone, callId).size() == 2);
+        assertThat(json(pushesOf(gone, callId).get(0).payload()).path("type").asText()).isEqualTo("call.incoming");
+        JsonNode ended = json(pushesOf(gone, callId).get(1).payload());
+        assertThat(ended.path("type").asText()).isEqualTo("call.ended");
+        assertThat(ended.path("reason").asText()).isEqualTo("cancelled");
+        assertThat(memory("rang_stale")).isEqualTo(1);
+        // and memory now holds what PostgreSQL read
+        awaitKnown(tenant.userId(), 2);
+        assertThat(directory.devices(tenant.app(), tenant.userId()).orElseThrow())
+                .extracting(CallStore.CalleeDevice::installationId)
+                .containsExactlyInAnyOrder("iphone-a-" + tenant.userId(), "iphone-c-" + tenant.userId());
+    }
+
+    @Test
+    void aCallIdUsedBeforeIsNotRungAgainFromMemory() {
+        String voip = iphone("iphone-used-" + tenant.userId());
+        await().atMost(DEADLINE).until(directory::ready);
+        String first = "used-1-" + tenant.userId();
+        ring(call(first, tenant.userId(), 30));
+        awaitKnown(tenant.userId(), 1);
+        assertThat(api.delete("/v1/calls/" + first + "?reason=answered", tenant.key()).status()).isEqualTo(200);
+        // a call another node stored (its notice reaches this node)
+        String elsewhere = "used-2-" + tenant.userId();
+        sql.update("""
+                INSERT INTO calls (app_id, call_id, test, callee, caller_id, caller_name, video, ring_seconds,
+                                   created_at, ring_until)
+                VALUES (?, ?, false, ?, 'caller-7', 'Ada', false, 60, now(), now() + interval '60 seconds')""",
+                tenant.app(), elsewhere, tenant.userId());
+        await().atMost(DEADLINE).until(() -> directory.mayBeUsed(tenant.app(), elsewhere));
+        double maybeUsed = memory("call_id_maybe_used");
+
+        JsonNode again = ring(call(first, tenant.userId(), 30));
+        assertThat(again.path("status").asText()).as("the call as it ended").isEqualTo("answered");
+        ring(call(elsewhere, tenant.userId(), 30));
+
+        assertThat(memory("call_id_maybe_used")).isEqualTo(maybeUsed + 2);
+        assertThat(pushesOf(voip, first)).as("call.incoming and call.ended, once each").hasSize(2);
+        assertThat(pushesOf(voip, elsewhere)).as("the other node's call").isEmpty();
+        assertThat(memory("duplicate")).isZero();
+    }
+
+    @Test
+    void aNodeStartingLoadsEveryStoredCallIdBeforeRingingFromMemory() {
+        iphone("iphone-load-" + tenant.userId());
+        String stored = "load-" + tenant.userId();
+        ring(call(stored, tenant.userId(), 30));
+        try (CallDirectory starting = new CallDirectory(dataSource, bodies, true, 1_000, Duration.ofMinutes(1), 1_000)) {
+            assertThat(starting.claimNew(tenant.app(), "fresh-" + tenant.userId())).as("not before it loaded").isFalse();
+            await().atMost(DEADLINE).until(starting::ready);
+            assertThat(starting.claimNew(tenant.app(), stored)).as("stored before the node started").isFalse();
+            assertThat(starting.claimNew(tenant.app(), "fresh-" + tenant.userId())).isTrue();
+            assertThat(starting.claimNew(tenant.app(), "fresh-" + tenant.userId())).as("claimed once").isFalse();
+            assertThat(starting.devices(tenant.app(), tenant.userId())).as("devices are read for calls, not loaded").isEmpty();
+        }
+    }
+
+    @Test
+    void aCallRungFromMemoryThatCouldNotBeStoredIsEndedOnTheDevices() throws Exception {
+        String voip = iphone("iphone-memlost-" + tenant.userId());
+        await().atMost(DEADLINE).until(directory::ready);
+        ring(call("memlost-1-" + tenant.userId(), tenant.userId(), 30));
+        awaitKnown(tenant.userId(), 1);
+        String callId = "memlost-2-" + tenant.userId();
+        CompletableFuture<Api.Response> answer;
+        try (Connection lock = sql.connect()) {
+            // the call's lock, held elsewhere: the call rings from memory, then waits for its lock
+            lock.setAutoCommit(false);
+            try (Statement s = lock.createStatement()) {
+                s.execute("SELECT pg_advisory_xact_lock(x'43414c4c'::int, hashtext('" + tenant.app() + "/" + callId + "'))");
+            }
+            answer = CompletableFuture.supplyAsync(() -> api.post("/v1/calls", tenant.key(), call(callId, tenant.userId(), 60)));
+            await().atMost(DEADLINE).until(() -> pushesOf(voip, callId).size() == 1);
+            // PostgreSQL drops the connection deciding the call before it read anything
+            await().atMost(DEADLINE).until(() -> sql.count("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    + " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'") == 1);
+            lock.rollback();
+        }
+        Api.Response failed = answer.get(DEADLINE.toSeconds(), TimeUnit.SECONDS);
+        assertThat(failed.status()).as(failed.toString()).isGreaterThanOrEqualTo(500);
+        await().atMost(DEADLINE).until(() -> pushesOf(voip, callId).size() == 2);
+        JsonNode ended = json(pushesOf(voip, callId).get(1).payload());
+        assertThat(ended.path("type").asText()).isEqualTo("call.ended");
+        assertThat(ended.path("reason").asText()).isEqualTo("cancelled");
+        assertThat(api.get("/v1/calls/" + callId, tenant.key()).status()).isEqualTo(404);
+        // posted again, it is decided by PostgreSQL (memory may have seen the callId) and rings
+        JsonNode again = ring(call(callId, tenant.userId(), 60));
+        assertThat(route(again, "iphone-memlost-" + tenant.userId()).path("status").asText()).isEqualTo("sent");
+        assertThat(pushesOf(voip, callId)).hasSize(3);
     }
 }
