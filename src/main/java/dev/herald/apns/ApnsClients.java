@@ -29,8 +29,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * The long-lived pushy clients of every app: one per (app, credentials version, lane), built on the
  * app's first push and replaced when a newer version comes; each with its own {@link GatewayGuard}. An
  * app has two lanes: its notifications, and its calls (VoIP pushes) on a connection of their own, so a
- * call never waits behind a burst of notifications on an HTTP/2 connection. All share one Netty event
- * loop group, owned here.
+ * call never waits behind a burst of notifications on an HTTP/2 connection. The notifications' clients
+ * share one Netty event loop group and the calls' clients another (one thread, mostly idle, so a call's
+ * push is written without waiting behind notification pushes being encoded); both owned here.
  *
  * <p>A replaced client is closed after {@link #GRACE}, so that pushes already queued behind it still go
  * out. Credentials that cannot build a client (a bad key, a missing field) are remembered as
@@ -108,6 +109,7 @@ final class ApnsClients implements AutoCloseable {
 
     private final ApnsConfiguration config;
     private final NioEventLoopGroup group;
+    private final NioEventLoopGroup callsGroup;
     private final ConcurrentMap<Lane, Entry> entries = new ConcurrentHashMap<>();
     private final Set<ApnsClient> retiring = ConcurrentHashMap.newKeySet();
     private final AtomicBoolean closed = new AtomicBoolean();
@@ -118,6 +120,7 @@ final class ApnsClients implements AutoCloseable {
         this.config = config;
         this.group = new NioEventLoopGroup(Math.min(2, Runtime.getRuntime().availableProcessors()),
                 new DefaultThreadFactory("herald-apns", true));
+        this.callsGroup = new NioEventLoopGroup(1, new DefaultThreadFactory("herald-apns-calls", true));
     }
 
     /**
@@ -166,7 +169,7 @@ final class ApnsClients implements AutoCloseable {
             ApnsClientBuilder builder = new ApnsClientBuilder()
                     .setApnsServer(config.hostFor(key.production()), config.port())
                     .setSigningKey(signingKey)
-                    .setEventLoopGroup(group)
+                    .setEventLoopGroup(calls ? callsGroup : group)
                     // a call at a time needs no second connection
                     .setConcurrentConnections(calls ? 1 : config.connections())
                     .setGracefulShutdownTimeout(GRACE);
@@ -234,7 +237,9 @@ final class ApnsClients implements AutoCloseable {
         } catch (Exception e) {
             LOG.warn("APNs clients did not close within {}: {}", GRACE, e.toString());
         }
+        callsGroup.shutdownGracefully(0, 2, TimeUnit.SECONDS);
         group.shutdownGracefully(0, 2, TimeUnit.SECONDS).awaitUninterruptibly(3, TimeUnit.SECONDS);
+        callsGroup.terminationFuture().awaitUninterruptibly(3, TimeUnit.SECONDS);
     }
 
     /** The fields of an app's {@code apns} block that build a client. */

@@ -161,7 +161,16 @@ public class CallService implements AutoCloseable {
         String turnKey = call.appId() + '/' + call.callId();
         CompletableFuture<Void> turn = new CompletableFuture<>();
         CompletableFuture<Void> ahead = turns.putIfAbsent(turnKey, turn);
-        Ringing ringing = new Ringing(ahead == null ? fromMemory(call) : null);
+        Early early = null;
+        if (ahead == null) {
+            try {
+                early = fromMemory(call);
+            } catch (RuntimeException e) {
+                // PostgreSQL's way still rings it (a message memory sent goes again with the same push id)
+                LOG.warn("Call {} of app {} could not ring from memory: {}", call.callId(), call.appId(), e.toString());
+            }
+        }
+        Ringing ringing = new Ringing(early);
         CompletableFuture<Void> go = ahead == null ? CompletableFuture.completedFuture(null)
                 : ahead.exceptionally(e -> null);
         return go.thenApplyAsync(ignored -> {
