@@ -112,9 +112,11 @@ final class CallLatencyBench {
             target = latency;
             ClosedLoop.Result answers = calls(caller, "call", Long.MAX_VALUE, seconds);
             awaitDrained();
-            // the service's own view of the calls just made: request -> commit -> gateways' acknowledgements
+            // the service's own view of the calls just made: request -> commit -> gateways' acknowledgements,
+            // and how many rang from memory (warm-up calls included)
             List<String> stages = service.get("/metrics").body().lines()
-                    .filter(l -> l.startsWith("herald_calls_stage_seconds{") || l.startsWith("herald_calls_stage_seconds_max"))
+                    .filter(l -> l.startsWith("herald_calls_stage_seconds{") || l.startsWith("herald_calls_stage_seconds_max")
+                            || l.startsWith("herald_calls_memory_total{"))
                     .toList();
             BenchService.log("calls: %,d measured, p99 %.1f ms; raw pushy next", latency.getTotalCount(),
                     latency.getValueAtPercentile(99) / 1000.0);
