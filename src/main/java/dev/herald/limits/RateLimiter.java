@@ -17,8 +17,10 @@ import java.util.concurrent.TimeUnit;
  * Token buckets in Redis ({@code redis/token_bucket.lua}), shared by every node: one key per bucket, with
  * its hash tag, so it works on a Redis Cluster too. A node leases tokens a few at a time (a tenth of a
  * second's worth, at most a tenth of the burst) and spends them locally for up to {@link #LEASE}, so
- * Redis is asked about once per lease, not once per request; with N nodes a bucket may let through up
- * to N leases more than its limit in a moment. Fails open: while Redis is unreachable (or slower
+ * Redis is asked about once per lease, not once per request; once half a lease is spent the next is
+ * asked for ahead, so a steady stream of requests never waits for Redis. A node never lets through more
+ * than Redis granted it; with N nodes a bucket may let through up to N leases and a half more than its
+ * limit in a moment. Fails open: while Redis is unreachable (or slower
  * than {@link #REDIS_WAIT}) requests are let through, since limits protect the service and must not
  * stop it, and after a failure Redis is left alone for {@link #SKIP_AFTER_FAILURE}. Thread-safe,
  * non-blocking.
@@ -42,6 +44,8 @@ public class RateLimiter {
     private static final class Lease {
         int tokens;
         long until;
+        /** A lease asked for ahead of need is on its way. */
+        boolean refilling;
     }
 
     private final Redis redis;
@@ -60,21 +64,32 @@ public class RateLimiter {
     public CompletionStage<Decision> take(String bucket, double perSecond, int burst) {
         long now = System.nanoTime();
         Lease lease = leases.computeIfAbsent(bucket, b -> new Lease());
+        int want = (int) Math.max(1, Math.min(MAX_LEASE, Math.min(perSecond / 10, burst / 10.0)));
+        boolean taken = false;
+        boolean refill = false;
         synchronized (lease) {
             if (lease.tokens > 0 && now - lease.until < 0) {
                 lease.tokens--;
-                return CompletableFuture.completedFuture(Decision.TAKEN);
+                taken = true;
+                // half spent: the next lease is asked for now, so a steady stream never waits for Redis
+                if (lease.tokens <= want / 2 && !lease.refilling && now - skipUntil >= 0) {
+                    lease.refilling = true;
+                    refill = true;
+                }
             }
+        }
+        if (taken) {
+            if (refill) {
+                refillAhead(lease, bucket, perSecond, burst, want);
+            }
+            return CompletableFuture.completedFuture(Decision.TAKEN);
         }
         if (now - skipUntil < 0) {
             return CompletableFuture.completedFuture(Decision.TAKEN);
         }
-        int want = (int) Math.max(1, Math.min(MAX_LEASE, Math.min(perSecond / 10, burst / 10.0)));
-        String[] keys = {"herald:{rl:" + bucket + "}"};
-        String[] args = {Double.toString(perSecond), Integer.toString(burst), Integer.toString(want)};
         CompletableFuture<List<Object>> answer;
         try {
-            answer = script.run(redis, keys, args);
+            answer = ask(bucket, perSecond, burst, want);
         } catch (RuntimeException e) {
             return CompletableFuture.completedFuture(failOpen(e));
         }
@@ -86,15 +101,64 @@ public class RateLimiter {
             if (granted == 0) {
                 return new Decision(false, Duration.ofMillis((Long) result.get(1)));
             }
-            synchronized (lease) {
-                // one for this request; the rest for the next ones on this node (added: requests that
-                // missed the lease at once each brought some)
-                long at = System.nanoTime();
-                lease.tokens = (at - lease.until < 0 ? lease.tokens : 0) + (int) granted - 1;
-                lease.until = at + LEASE.toNanos();
-            }
+            // one for this request; the rest for the next ones on this node (added: requests that
+            // missed the lease at once each brought some)
+            add(lease, granted - 1);
             return Decision.TAKEN;
         });
+    }
+
+    /** Asks Redis for the next lease while this one still has tokens; nothing waits for the answer. */
+    private void refillAhead(Lease lease, String bucket, double perSecond, int burst, int want) {
+        CompletableFuture<List<Object>> answer;
+        try {
+            answer = ask(bucket, perSecond, burst, want);
+        } catch (RuntimeException e) {
+            synchronized (lease) {
+                lease.refilling = false;
+            }
+            failOpen(e);
+            return;
+        }
+        answer.orTimeout(REDIS_WAIT.toMillis(), TimeUnit.MILLISECONDS).whenComplete((result, e) -> {
+            synchronized (lease) {
+                lease.refilling = false;
+            }
+            if (e != null) {
+                failOpen(e);
+            } else {
+                // none granted: the bucket is empty, and requests find out once this lease is spent
+                add(lease, (Long) result.get(0));
+            }
+        });
+    }
+
+    /** The tokens of the bucket this node holds and may still spend (for monitoring and tests). */
+    int leased(String bucket) {
+        Lease lease = leases.get(bucket);
+        if (lease == null) {
+            return 0;
+        }
+        synchronized (lease) {
+            return System.nanoTime() - lease.until < 0 ? lease.tokens : 0;
+        }
+    }
+
+    /** Up to {@code want} tokens of the bucket, from Redis. */
+    private CompletableFuture<List<Object>> ask(String bucket, double perSecond, int burst, int want) {
+        return script.run(redis, new String[] {"herald:{rl:" + bucket + "}"},
+                new String[] {Double.toString(perSecond), Integer.toString(burst), Integer.toString(want)});
+    }
+
+    private static void add(Lease lease, long tokens) {
+        if (tokens <= 0) {
+            return;
+        }
+        synchronized (lease) {
+            long at = System.nanoTime();
+            lease.tokens = (at - lease.until < 0 ? lease.tokens : 0) + (int) tokens;
+            lease.until = at + LEASE.toNanos();
+        }
     }
 
     /** Forgets leases that ran out (called now and then, so a node's map holds only busy buckets). */
