@@ -296,6 +296,9 @@ public class CallService implements AutoCloseable {
                         "sending", null, null, null));
             }
         }
+        if (routes.isEmpty()) {
+            return null; // nothing to ring: PostgreSQL's read says why
+        }
         if (!directory.claimNew(call.appId(), call.callId())) {
             memory(call.appId(), "call_id_maybe_used");
             return null;
