@@ -65,7 +65,6 @@ class CallDirectory implements AutoCloseable {
     /** How long a read may take and still be kept; notices are remembered this long. */
     private static final long READ_KEPT_NANOS = Duration.ofSeconds(30).toNanos();
 
-    private final boolean enabled;
     private final DataSource dataSource;
     private final ObjectMapper mapper;
     private final int expectedCalls;
@@ -88,7 +87,6 @@ class CallDirectory implements AutoCloseable {
                   @Value("${herald.calls.directory.max-callees:100000}") int maxCallees,
                   @Value("${herald.calls.directory.keep:1h}") Duration keep,
                   @Value("${herald.calls.directory.expected-calls:1000000}") int expectedCalls) {
-        this.enabled = enabled;
         // the raw pool: this connection lives outside any transaction, for as long as the node
         this.dataSource = DelegatingDataSource.unwrapDataSource(dataSource);
         this.mapper = bodies.mapper();
@@ -124,17 +122,22 @@ class CallDirectory implements AutoCloseable {
      * began (the read may not have seen that change), this node listened again since, or the read was slow.
      */
     void remember(String appId, String userId, List<CallStore.CalleeDevice> read, Read began) {
-        long since = listeningSince;
-        if (began.change() < 0 || since < 0 || since > began.change()
-                || System.nanoTime() - began.nanos() > READ_KEPT_NANOS) {
+        if (outlived(began) || System.nanoTime() - began.nanos() > READ_KEPT_NANOS) {
             return;
         }
         Key key = new Key(appId, userId);
         List<CallStore.CalleeDevice> copy = List.copyOf(read);
+        // checked again inside: a notice, or everything dropped, may come while this lands
         devices.asMap().compute(key, (k, old) -> {
             Read notice = gone.get(k);
-            return notice != null && notice.change() > began.change() ? null : copy;
+            return outlived(began) || notice != null && notice.change() > began.change() ? null : copy;
         });
+    }
+
+    /** Whether this node stopped listening, or dropped every callee, since the read began. */
+    private boolean outlived(Read began) {
+        long since = listeningSince;
+        return began.change() < 0 || since < 0 || since > began.change();
     }
 
     /**
@@ -146,16 +149,12 @@ class CallDirectory implements AutoCloseable {
         if (filter == null || listeningSince < 0) {
             return false;
         }
-        String key = appId + '/' + callId;
+        String key = callKey(appId, callId);
         synchronized (this) {
             if (filter != callIds || filter.mightContain(key)) {
                 return false;
             }
-            filter.put(key);
-            BloomFilter<CharSequence> next = loading;
-            if (next != null) {
-                next.put(key);
-            }
+            stored(key);
             return true;
         }
     }
@@ -163,9 +162,15 @@ class CallDirectory implements AutoCloseable {
     /** Whether this callId may have been used (or memory does not know yet). */
     boolean mayBeUsed(String appId, String callId) {
         BloomFilter<CharSequence> filter = callIds;
-        return filter == null || filter.mightContain(appId + '/' + callId);
+        return filter == null || filter.mightContain(callKey(appId, callId));
     }
 
+    /** A callId as the filter holds it (as the load's query builds it too). */
+    private static String callKey(String appId, String callId) {
+        return appId + '/' + callId;
+    }
+
+    /** A callId stored (or claimed): into the filter, and into the one being loaded. */
     private synchronized void stored(String key) {
         BloomFilter<CharSequence> filter = callIds;
         if (filter != null) {
@@ -194,6 +199,12 @@ class CallDirectory implements AutoCloseable {
         gone.values().removeIf(n -> now - n.nanos() > 2 * READ_KEPT_NANOS);
     }
 
+    /** Drops every callee's devices, and every read that began before. */
+    private void forgetDevices() {
+        listeningSince = changes.incrementAndGet();
+        devices.invalidateAll();
+    }
+
     private void forgetAll() {
         listeningSince = -1;
         changes.incrementAndGet();
@@ -213,9 +224,8 @@ class CallDirectory implements AutoCloseable {
                     statement.execute("LISTEN " + DEVICES + "; LISTEN " + CALLS);
                 }
                 PGConnection pg = connection.unwrap(PGConnection.class);
-                // every notice from here on arrives; what was read before is dropped
-                devices.invalidateAll();
-                listeningSince = changes.incrementAndGet();
+                // every notice from here on arrives
+                forgetDevices();
                 load(connection, pg);
                 pause = Duration.ofMillis(200);
                 while (running) {
@@ -247,11 +257,9 @@ class CallDirectory implements AutoCloseable {
         for (PGNotification n : notifications) {
             if (CALLS.equals(n.getName())) {
                 JsonNode call = json(n.getParameter());
-                stored(call.path(0).asText() + '/' + call.path(1).asText());
+                stored(callKey(call.path(0).asText(), call.path(1).asText()));
             } else if ("*".equals(n.getParameter())) {
-                changes.incrementAndGet();
-                devices.invalidateAll();
-                listeningSince = changes.incrementAndGet();
+                forgetDevices();
             } else {
                 JsonNode callee = json(n.getParameter());
                 changed(new Key(callee.path(0).asText(), callee.path(1).asText()));

@@ -158,7 +158,7 @@ public class CallService implements AutoCloseable {
                 now.plusSeconds(request.ringSeconds()), null, null, null);
         CallDirectory.Read began = directory.readBegins();
         // posts of one callId on this node take turns, so one rung from memory is stored before the next looks
-        String turnKey = call.appId() + '/' + call.callId();
+        String turnKey = turnKey(call.appId(), call.callId());
         CompletableFuture<Void> turn = new CompletableFuture<>();
         CompletableFuture<Void> ahead = turns.putIfAbsent(turnKey, turn);
         Early early = null;
@@ -171,9 +171,7 @@ public class CallService implements AutoCloseable {
             }
         }
         Ringing ringing = new Ringing(early);
-        CompletableFuture<Void> go = ahead == null ? CompletableFuture.completedFuture(null)
-                : ahead.exceptionally(e -> null);
-        return go.thenApplyAsync(ignored -> {
+        return afterTurn(ahead).thenApplyAsync(ignored -> {
                     try {
                         return decide(key, call, ringing, began, started);
                     } finally {
@@ -234,13 +232,21 @@ public class CallService implements AutoCloseable {
      * rang from memory may not hold its lock yet, and a device declining it at once must find it.
      */
     private CompletableFuture<Void> afterPostsHere(String appId, String callId) {
-        CompletableFuture<Void> ahead = turns.get(appId + '/' + callId);
+        return afterTurn(turns.get(turnKey(appId, callId)));
+    }
+
+    /** Completes when {@code ahead} (the turn of a post in flight, or null) does, however it went. */
+    private static CompletableFuture<Void> afterTurn(CompletableFuture<Void> ahead) {
         return ahead == null ? CompletableFuture.completedFuture(null) : ahead.exceptionally(e -> null);
+    }
+
+    private static String turnKey(String appId, String callId) {
+        return appId + '/' + callId;
     }
 
     /** How many requests wait for this node's post of the callId to be stored (for monitoring and tests). */
     int waitingForPost(String appId, String callId) {
-        CompletableFuture<Void> ahead = turns.get(appId + '/' + callId);
+        CompletableFuture<Void> ahead = turns.get(turnKey(appId, callId));
         return ahead == null ? 0 : ahead.getNumberOfDependents();
     }
 
@@ -366,17 +372,24 @@ public class CallService implements AutoCloseable {
                 memory(call.appId(), "rang_stale");
                 LOG.info("Call {} of app {} rang {} device(s) from memory that are no longer the callee's; "
                         + "they are sent call.ended", call.callId(), call.appId(), left.size());
-                endEarly(call, left.values(), EndReason.CANCELLED);
+                cancelOnceAnswered(call, left.values());
             }
         }
 
-        /** Sends call.ended to what rang from memory, once the gateways answered the ring. */
-        private void endEarly(CallStore.StoredCall call, java.util.Collection<EarlyRing> rang, EndReason reason) {
-            List<CallStore.Route> routes = rang.stream().map(EarlyRing::route).toList();
-            CallStore.StoredCall ended = call.endedAt(clock.instant(), reason.wire());
-            CallRinger.all(rang.stream().map(EarlyRing::outcome).toList())
-                    .whenCompleteAsync((done, error) -> ringer.send(call.appId(), routes, ended(ended), "call.ended",
-                            call.callId()), executor);
+        /**
+         * Sends call.ended ({@code cancelled}) to these routes once the gateways answered their ring, on the
+         * calls' pool, not the gateway's event loop: sending may read an app's credentials.
+         */
+        private void cancelOnceAnswered(CallStore.StoredCall call, java.util.Collection<EarlyRing> rang) {
+            cancelOnceAnswered(call, rang.stream().map(EarlyRing::route).toList(),
+                    CallRinger.all(rang.stream().map(EarlyRing::outcome).toList()));
+        }
+
+        private void cancelOnceAnswered(CallStore.StoredCall call, List<CallStore.Route> rang,
+                                        CompletableFuture<List<CallRinger.Outcome>> answered) {
+            CallStore.StoredCall cancelled = call.endedAt(clock.instant(), EndReason.CANCELLED.wire());
+            answered.whenCompleteAsync((done, error) -> ringer.send(call.appId(), rang, ended(cancelled), "call.ended",
+                    call.callId()), executor);
         }
 
         /**
@@ -385,28 +398,23 @@ public class CallService implements AutoCloseable {
          * ringing for a call nobody can end.
          */
         void cancel(CallStore.StoredCall call, RuntimeException failure) {
-            if (!started && early != null && !early.rung().isEmpty()) {
-                // rang from memory; PostgreSQL failed before the routes were read
-                LOG.warn("Call {} of app {} rang but could not be stored ({}); call.ended goes to what rang",
-                        call.callId(), call.appId(), failure.toString());
-                meters.counter("herald.calls.ended", "app", call.appId(), "reason", EndReason.CANCELLED.wire()).increment();
-                endEarly(call, early.rung().values(), EndReason.CANCELLED);
-                return;
-            }
-            if (sent.isEmpty() && !toStreams) {
+            // rang from memory only, when PostgreSQL failed before the routes were read
+            boolean fromMemory = !started && early != null;
+            if ((fromMemory ? early.rung().isEmpty() : sent.isEmpty()) && !toStreams) {
                 return;
             }
             LOG.warn("Call {} of app {} rang but could not be stored ({}); call.ended goes to what rang",
                     call.callId(), call.appId(), failure.toString());
             meters.counter("herald.calls.ended", "app", call.appId(), "reason", EndReason.CANCELLED.wire()).increment();
-            CallStore.StoredCall cancelled = call.endedAt(clock.instant(), EndReason.CANCELLED.wire());
             if (toStreams) {
-                live.publish(call.callee(), "call.ended", null, LiveEvents.json(ended(cancelled).data()));
+                live.publish(call.callee(), "call.ended", null, LiveEvents.json(
+                        ended(call.endedAt(clock.instant(), EndReason.CANCELLED.wire())).data()));
             }
-            List<CallStore.Route> rang = sent;
-            // on the calls' pool, not the gateway's event loop: sending may read an app's credentials
-            outcomes.whenCompleteAsync((done, error) -> ringer.send(call.appId(), rang, ended(cancelled),
-                    "call.ended", call.callId()), executor);
+            if (fromMemory) {
+                cancelOnceAnswered(call, early.rung().values());
+            } else {
+                cancelOnceAnswered(call, sent, outcomes);
+            }
         }
     }
 
